@@ -1,0 +1,77 @@
+"""Size presets as data: each is a set of overrides on the paper-default ``TrialConfig``.
+
+The paper's recipe is the default; presets scale it down for a machine, visibly (the README lists
+what each costs), and any field can still be overridden after the preset is applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from objectives.config import ConfigError, TrialConfig, override
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds per trial on 2 CPU cores: for tests and wiring checks, not for conclusions.
+    "smoke": {
+        "model.backbone": "minilm",
+        "model.max_length": 32,
+        "model.pooling.n_latents": 4,
+        "model.pooling.heads": 2,
+        "model.pooling.head_dim": 32,
+        "train.steps": 4,
+        "train.batch_size": 8,
+        "train.grad_accum": 1,
+        "train.lr": 1e-4,
+        "train.warmup_steps": 1,
+        "train.eval_every": 2,
+        "train.max_pairs": 256,
+        "train.dev_pairs": 32,
+        "train.dev_queries": 8,
+        "eval.max_texts": 64,
+        "eval.batch_size": 32,
+        "threads": 1,
+    },
+    # Minutes per trial on 2 CPU cores with the packaged MiniLM: the offline default of a study.
+    "cpu": {
+        "model.backbone": "minilm",
+        "model.max_length": 64,
+        "model.pooling.n_latents": 16,
+        "train.steps": 40,
+        "train.batch_size": 16,
+        "train.grad_accum": 1,
+        "train.lr": 1e-4,
+        "train.warmup_steps": 4,
+        "train.eval_every": 10,
+        "train.dev_pairs": 200,
+        "train.dev_queries": 50,
+        "eval.max_texts": 600,
+        "eval.batch_size": 64,
+    },
+    # One GPU (online): Qwen2-0.5B, the paper's robustness-check backbone, paper hyperparameters.
+    "gpu": {
+        "model.backbone": "Qwen/Qwen2-0.5B",
+        "model.dtype": "bfloat16",
+        "model.max_length": 512,
+        "model.query_prompt": "Instruct: Given a query, retrieve passages that answer it\nQuery: ",
+        "train.batch_size": 32,
+        "train.grad_accum": 8,
+        "eval.batch_size": 128,
+    },
+    # The paper's setting (online, large GPU): Mistral-7B, max length 1,024, effective batch 256.
+    "paper": {
+        "model.backbone": "mistralai/Mistral-7B-v0.1",
+        "model.dtype": "bfloat16",
+        "model.max_length": 1024,
+        "model.query_prompt": "Instruct: Given a query, retrieve passages that answer it\nQuery: ",
+        "train.batch_size": 32,
+        "train.grad_accum": 8,
+        "eval.batch_size": 64,
+    },
+}
+
+
+def preset_config(name: str, changes: dict[str, Any] | None = None) -> TrialConfig:
+    """The ``TrialConfig`` of preset ``name`` with optional dotted-path overrides on top."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
+    return override(override(TrialConfig(), PRESETS[name]), changes or {})

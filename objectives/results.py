@@ -1,0 +1,57 @@
+"""What a finished trial produces, and how it is flattened into Optuna user attributes.
+
+This is the contract between the trial (``objectives.trial``), the search service that stores it and
+the reports that read it back: reports only rely on the keys written by ``TrialResult.user_attrs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CATEGORIES: tuple[str, ...] = ("STS", "Retrieval", "Classification", "Clustering")
+OBJECTIVE = "average"
+
+SCORE_PREFIX = "score."
+CATEGORY_PREFIX = "category."
+COST_PREFIX = "cost."
+PARAMS_PREFIX = "params."
+
+
+@dataclass
+class TrialResult:
+    """Scores and costs of one trained-and-evaluated model.
+
+    ``average`` (the objective) is the mean of the category means present, so a task subset without
+    a category still yields a comparable number across arms of the same study.
+    """
+
+    task_scores: dict[str, float]
+    category_scores: dict[str, float]
+    average: float
+    costs: dict[str, float] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+    intermediate: list[tuple[int, float]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def user_attrs(self) -> dict[str, Any]:
+        """Flat, JSON-ready attributes as stored on the Optuna trial."""
+        attrs: dict[str, Any] = {OBJECTIVE: self.average}
+        attrs.update({SCORE_PREFIX + k: v for k, v in self.task_scores.items()})
+        attrs.update({CATEGORY_PREFIX + k: v for k, v in self.category_scores.items()})
+        attrs.update({COST_PREFIX + k: v for k, v in self.costs.items()})
+        attrs.update({PARAMS_PREFIX + k: v for k, v in self.params.items()})
+        attrs["config"] = self.config
+        attrs["versions"] = self.versions
+        return attrs
+
+
+def category_means(task_scores: dict[str, float], task_category: dict[str, str]) -> dict[str, float]:
+    """Mean main score per category, in the fixed ``CATEGORIES`` order (absent ones omitted)."""
+    means = {}
+    for category in CATEGORIES:
+        scores = [s for t, s in task_scores.items() if task_category[t] == category]
+        if scores:
+            means[category] = sum(scores) / len(scores)
+    return means

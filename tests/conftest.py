@@ -1,0 +1,53 @@
+"""Shared fixtures: the real offline task data, a throw-away PostgreSQL database, SQLite URLs."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("ABLATION_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_hub() -> None:
+    """Tests never reach the HF hub: everything they load is packaged or built on the fly."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tasks_dir() -> Path:
+    """The shared benchmark data (``ABLATION_TASKS_DIR``, else ``../shared/data`` beside the repo)."""
+    path = Path(os.environ.get("ABLATION_TASKS_DIR", REPO.parent / "shared" / "data"))
+    if not (path / "README.md").exists():
+        pytest.fail(f"benchmark data not found at {path}; set ABLATION_TASKS_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away database on the real server, dropped after the session."""
+    import sqlalchemy as sa
+
+    name = f"ablation_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
