@@ -16,6 +16,8 @@ from typing import Any, Literal
 Attention = Literal["causal", "bidirectional"]
 PoolingKind = Literal["eos", "mean", "last_layer", "multi_layer"]
 LayerSummary = Literal["eos", "mean"]
+_TRUE = ("true", "on", "yes", "1")
+_FALSE = ("false", "off", "no", "0")
 
 
 class ConfigError(ValueError):
@@ -147,7 +149,9 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"unknown field(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
+        raise ConfigError(
+            f"unknown field(s) {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}"
+        )
     return cls(**{k: _coerce(hints[k], v, f"{cls.__name__}.{k}") for k, v in data.items()})
 
 
@@ -192,15 +196,14 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _coerce(arg, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"'{where}': {value!r} fits none of {[_name(a) for a in args]}")
     if origin is Literal:
         if value in args:
@@ -221,8 +224,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "on", "yes", "1", "false", "off", "no", "0"):
-            return value.lower() in ("true", "on", "yes", "1")
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
         raise ConfigError(f"'{where}' must be true/false, got {value!r}")
     if tp in (int, float, str):
         if isinstance(value, bool) and tp is not str:

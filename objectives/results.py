@@ -47,7 +47,9 @@ class TrialResult:
         return attrs
 
 
-def category_means(task_scores: dict[str, float], task_category: dict[str, str]) -> dict[str, float]:
+def category_means(
+    task_scores: dict[str, float], task_category: dict[str, str]
+) -> dict[str, float]:
     """Mean main score per category, in the fixed ``CATEGORIES`` order (absent ones omitted)."""
     means = {}
     for category in CATEGORIES:
