@@ -228,6 +228,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return value.lower() in _TRUE
         raise ConfigError(f"'{where}' must be true/false, got {value!r}")
     if tp in (int, float, str):
+        if isinstance(value, (list, tuple, dict)):  # str([1, 2]) would turn a list into text
+            raise ConfigError(f"'{where}' must be {tp.__name__}, got {value!r}")
         if isinstance(value, bool) and tp is not str:
             raise ConfigError(f"'{where}' must be {tp.__name__}, got {value!r}")
         try:
