@@ -1,0 +1,96 @@
+"""What each arm cost (time, memory, parameters) and what pruning saved.
+
+Costs come from the ``cost.*``/``params.*`` attributes of finished trials. A pruned trial has no
+such attributes (it never finished), so its saving is measured against the finished trials: the
+training steps it did not run, and the wall-clock seconds between its duration and a finished
+trial's mean duration (training it skipped plus the evaluation it never started).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from optuna.trial import FrozenTrial, TrialState
+
+from dashboards.records import StudyRecords
+from objectives.results import COST_PREFIX, PARAMS_PREFIX
+
+COST_KEYS: tuple[str, ...] = ("train_seconds", "eval_seconds", "load_seconds", "peak_memory_mb")
+PARAM_KEYS: tuple[str, ...] = ("total", "trainable", "head")
+
+
+@dataclass(frozen=True)
+class ArmCost:
+    """Means over an arm's finished trials (``None`` where no finished trial recorded it)."""
+
+    arm: str
+    complete: int
+    costs: dict[str, float | None]
+    params: dict[str, int | None]
+
+
+@dataclass(frozen=True)
+class PruningSavings:
+    pruned: int
+    full_steps: int | None
+    steps_run: int
+    steps_saved: int
+    seconds_spent: float
+    seconds_saved: float
+    seconds_total: float
+
+    @property
+    def fraction_saved(self) -> float:
+        """Share of the compute the study would have used without pruning."""
+        whole = self.seconds_total + self.seconds_saved
+        return self.seconds_saved / whole if whole > 0 else 0.0
+
+
+def arm_costs(records: StudyRecords) -> list[ArmCost]:
+    rows = []
+    for arm in records.arms:
+        done = records.complete(arm)
+        costs = {k: _mean(done, COST_PREFIX + k) for k in COST_KEYS}
+        params = {k: _int(_mean(done, PARAMS_PREFIX + k)) for k in PARAM_KEYS}
+        rows.append(ArmCost(arm=arm, complete=len(done), costs=costs, params=params))
+    return rows
+
+
+def pruning_savings(records: StudyRecords) -> PruningSavings:
+    complete = records.complete()
+    pruned = records.by_state(TrialState.PRUNED)
+    full_steps = max((_last_step(t) or 0 for t in complete), default=0) or None
+    mean_duration = statistics.fmean([_seconds(t) for t in complete]) if complete else 0.0
+    steps_run = sum(_last_step(t) or 0 for t in pruned)
+    steps_saved = sum(max(0, (full_steps or 0) - (_last_step(t) or 0)) for t in pruned)
+    seconds_saved = sum(max(0.0, mean_duration - _seconds(t)) for t in pruned)
+    finished = [t for t in records.trials if t.datetime_complete is not None]
+    return PruningSavings(
+        pruned=len(pruned),
+        full_steps=full_steps,
+        steps_run=steps_run,
+        steps_saved=steps_saved,
+        seconds_spent=sum(_seconds(t) for t in pruned),
+        seconds_saved=seconds_saved,
+        seconds_total=sum(_seconds(t) for t in finished),
+    )
+
+
+def _mean(trials: list[FrozenTrial], key: str) -> float | None:
+    values = [float(t.user_attrs[key]) for t in trials if t.user_attrs.get(key) is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _last_step(trial: FrozenTrial) -> int | None:
+    return max(trial.intermediate_values, default=None)
+
+
+def _seconds(trial: FrozenTrial) -> float:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return 0.0
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()

@@ -1,0 +1,267 @@
+"""Assemble the report into one self-contained HTML file: inline CSS, plotly.js embedded once.
+
+The file must open on an air-gapped laptop or as a CI artifact, so nothing is loaded from a CDN.
+All text from the study (arm labels, errors) is escaped: study data is not trusted markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
+from html import escape
+
+import plotly.io as pio
+import plotly.offline
+from optuna.trial import FrozenTrial, TrialState
+
+from dashboards.ablation_table import AblationTable, Cell
+from dashboards.costs import ArmCost, PruningSavings
+from dashboards.exports import arm_label, format_cell
+from dashboards.figures import Figure
+from dashboards.records import StudyRecords, arm_of, fail_reason, seed_of
+from dashboards.significance import MIN_TASKS_FOR_SIGNIFICANCE
+from storage import retried_from
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 40px;
+       color: #1b1f24; background: #fff; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 32px; border-bottom: 1px solid #d0d7de; }
+.meta { color: #57606a; }
+table { border-collapse: collapse; margin: 8px 0; }
+th, td { border: 1px solid #d0d7de; padding: 5px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+table.text th, table.text td { text-align: left; }
+thead th { background: #f6f8fa; }
+tr.baseline td { background: #fff8c5; }
+td.best { font-weight: 700; background: #dafbe1; }
+.delta { color: #57606a; font-size: 0.85em; }
+.note { color: #57606a; font-style: italic; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 8px; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    records: StudyRecords
+    table: AblationTable
+    curves: Figure
+    importances: list[Figure]
+    costs: list[ArmCost]
+    cost_chart: Figure
+    savings: PruningSavings
+
+
+def render(content: ReportContent) -> str:
+    records = content.records
+    sections = [
+        _header(records),
+        _section("Ablation table", _table(content.table) + _significance(content.table)),
+        _section("Learning curves", _figure(content.curves)),
+        _section(
+            "Parameter importance",
+            '<div class="grid">' + "".join(_figure(f) for f in content.importances) + "</div>",
+        ),
+        _section(
+            "Cost per arm",
+            _cost_table(content.costs) + _figure(content.cost_chart) + _savings(content.savings),
+        ),
+        _section("Skipped arms", _skipped(records)),
+        _section("Failed trials", _failed(records)),
+        _section("Pruned trials", _pruned(records)),
+    ]
+    title = escape(f"Ablation report: {records.name}")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>{CSS}</style>"
+        f"<script>{plotly.offline.get_plotlyjs()}</script></head>"
+        f"<body><h1>{title}</h1>{''.join(sections)}</body></html>\n"
+    )
+
+
+def _section(title: str, body: str) -> str:
+    slug = title.lower().replace(" ", "-")
+    return f'<section id="{slug}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _header(records: StudyRecords) -> str:
+    plan = records.plan
+    states = Counter(t.state.name.lower() for t in records.trials)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no trials"
+    facts = [
+        ("plan", plan.get("description") or plan.get("name") or "(no plan recorded)"),
+        ("ablated", f"{plan.get('ablated', '?')} ({plan.get('action', '?')})"),
+        ("baseline", records.baseline or "(none)"),
+        ("preset", records.preset or "?"),
+        ("backbone", records.backbone or "?"),
+        ("trials", counts),
+        ("storage", records.storage_label),
+        ("generated", dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
+    ]
+    items = "".join(f"<li><b>{escape(k)}:</b> {escape(str(v))}</li>" for k, v in facts)
+    running = states.get("running", 0) + states.get("waiting", 0)
+    warning = (
+        f'<p class="note">The study is still in progress ({running} trials running or waiting); '
+        "the table covers what has finished.</p>"
+        if running
+        else ""
+    )
+    return f'<ul class="meta">{items}</ul>{warning}'
+
+
+def _table(table: AblationTable) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in ("arm", *table.columns, "seeds"))
+    rows = []
+    for row in table.rows:
+        cells = "".join(_cell(row.cells[c], table.alpha) for c in table.columns)
+        seeds = f"{row.complete}" + (
+            f" <span class='delta'>({row.pruned} pruned, {row.failed} failed)</span>"
+            if row.pruned or row.failed
+            else ""
+        )
+        css = ' class="baseline"' if row.is_baseline else ""
+        label = escape(arm_label(row))
+        rows.append(f"<tr{css}><td>{label}</td>{cells}<td>{seeds}</td></tr>")
+    return (
+        f'<table id="ablation-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="note">{escape(table.legend())}.</p>'
+    )
+
+
+def _cell(cell: Cell, alpha: float) -> str:
+    text = escape(format_cell(cell, alpha))
+    if cell.delta is not None:
+        text += f" <span class='delta'>({cell.delta:+.4f})</span>"
+    css = ' class="best"' if cell.best else ""
+    return f"<td{css}>{text}</td>"
+
+
+def _significance(table: AblationTable) -> str:
+    rows = []
+    for row in table.rows:
+        for column in table.columns:
+            cell = row.cells[column]
+            for test in (cell.tasks_test, cell.seeds_test):
+                if test is None:
+                    continue
+                p = "n/a" if test.p is None else f"{test.p:.4f}"
+                rows.append(
+                    f"<tr><td>{escape(row.arm)}</td><td>{escape(column)}</td>"
+                    f"<td>{escape(test.test)}</td><td>{test.n}</td><td>{p}</td>"
+                    f"<td>{escape(test.note)}</td></tr>"
+                )
+    if not rows:
+        return '<p class="note">No comparison with the baseline: it has no finished trial.</p>'
+    return (
+        "<h3>Significance vs the baseline</h3>"
+        f'<p class="note">Two-sided tests. The Wilcoxon test (as in the paper) needs at least '
+        f"{MIN_TASKS_FOR_SIGNIFICANCE} tasks to reach p &lt; 0.05, so the paired t-test across "
+        "seeds is given too.</p>"
+        '<table id="significance" class="text"><thead><tr><th>arm</th><th>column</th><th>test</th>'
+        "<th>n</th><th>p</th><th>note</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _figure(figure: Figure) -> str:
+    if figure.figure is None:
+        return f'<p class="note">{escape(figure.title)}: {escape(figure.note)}.</p>'
+    return pio.to_html(
+        figure.figure,
+        full_html=False,
+        include_plotlyjs=False,
+        config={"displaylogo": False, "responsive": True},
+    )
+
+
+def _cost_table(costs: list[ArmCost]) -> str:
+    def fmt(value: float | None, digits: int = 1) -> str:
+        return "—" if value is None else f"{value:,.{digits}f}"
+
+    head = (
+        "<tr><th>arm</th><th>finished</th><th>train s</th><th>eval s</th><th>load s</th>"
+        "<th>peak MB</th><th>params total</th><th>trainable</th><th>head</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{escape(c.arm)}</td><td>{c.complete}</td>"
+        + "".join(
+            f"<td>{fmt(c.costs[k])}</td>"
+            for k in ("train_seconds", "eval_seconds", "load_seconds", "peak_memory_mb")
+        )
+        + "".join(f"<td>{fmt(c.params[k], 0)}</td>" for k in ("total", "trainable", "head"))
+        + "</tr>"
+        for c in costs
+    )
+    return f'<table id="costs"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+
+
+def _savings(savings: PruningSavings) -> str:
+    if not savings.pruned:
+        return '<p id="pruning-savings">No trial was pruned, so pruning saved nothing.</p>'
+    steps = (
+        f"{savings.steps_saved} of {savings.pruned * savings.full_steps} training steps"
+        if savings.full_steps
+        else "an unknown number of steps (no finished trial to compare with)"
+    )
+    return (
+        f'<p id="pruning-savings">Pruning stopped {savings.pruned} trials early, saving {steps} '
+        f"and about {savings.seconds_saved:,.0f} s of wall-clock time "
+        f"({savings.fraction_saved:.0%} of what the study would have used without pruning; "
+        f"pruned trials still used {savings.seconds_spent:,.0f} s). Estimate: a pruned trial "
+        "would have taken as long as the mean finished trial.</p>"
+    )
+
+
+def _skipped(records: StudyRecords) -> str:
+    if not records.skipped_arms:
+        return '<p class="note">No arm was skipped.</p>'
+    rows = "".join(
+        f"<tr><td>{escape(str(s.get('arm', '?')))}</td>"
+        f"<td>{escape(str(s.get('reason', 'no reason recorded')))}</td></tr>"
+        for s in records.skipped_arms
+    )
+    return (
+        '<table id="skipped-arms" class="text"><thead><tr><th>arm</th><th>reason</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _failed(records: StudyRecords) -> str:
+    failed = records.by_state(TrialState.FAIL)
+    if not failed:
+        return '<p class="note">No trial failed.</p>'
+    retried = {retried_from(t): t.number for t in records.trials if retried_from(t) is not None}
+    rows = "".join(
+        f"<tr><td>{t.number}</td><td>{escape(arm_of(t) or '?')}</td>"
+        f"<td>{escape(str(seed_of(t)))}</td><td>{escape(fail_reason(t))}</td>"
+        f"<td>{'trial ' + str(retried[t.number]) if t.number in retried else '—'}</td></tr>"
+        for t in failed
+    )
+    return (
+        '<table id="failed-trials" class="text"><thead><tr><th>trial</th><th>arm</th><th>seed</th>'
+        f"<th>reason</th><th>retried as</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _pruned(records: StudyRecords) -> str:
+    pruned = records.by_state(TrialState.PRUNED)
+    if not pruned:
+        return '<p class="note">No trial was pruned.</p>'
+    rows = "".join(
+        f"<tr><td>{t.number}</td><td>{escape(arm_of(t) or '?')}</td>"
+        f"<td>{escape(str(seed_of(t)))}</td>"
+        f"<td>{max(t.intermediate_values, default='—')}</td>"
+        f"<td>{_last_value(t)}</td></tr>"
+        for t in pruned
+    )
+    return (
+        '<table id="pruned-trials" class="text"><thead><tr><th>trial</th><th>arm</th><th>seed</th>'
+        f"<th>stopped at step</th><th>last score</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _last_value(trial: FrozenTrial) -> str:
+    if not trial.intermediate_values:
+        return "—"
+    return f"{trial.intermediate_values[max(trial.intermediate_values)]:.4f}"

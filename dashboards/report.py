@@ -1,0 +1,91 @@
+"""``python -m dashboards.report --study NAME --out report.html``: one offline HTML ablation report.
+
+Reads the study from the same storage the launcher wrote (``--storage``, else ``$ABLATION_STORAGE``,
+else ``sqlite:///studies.db``) and writes the paper-style ablation table with significance markers,
+learning curves with pruned trials marked, parameter importance per category, cost per arm and
+pruning savings, skipped arms and failed trials; optionally the table as Markdown, CSV and LaTeX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dashboards.ablation_table import build_table
+from dashboards.costs import arm_costs, pruning_savings
+from dashboards.exports import to_csv, to_latex, to_markdown
+from dashboards.figures import cost_figure, importance_figures, intermediate_curves
+from dashboards.html_page import ReportContent, render
+from dashboards.records import ReportError, StudyRecords, load_records
+
+
+def build_report(records: StudyRecords, alpha: float = 0.05) -> ReportContent:
+    costs = arm_costs(records)
+    return ReportContent(
+        records=records,
+        table=build_table(records, alpha=alpha),
+        curves=intermediate_curves(records),
+        importances=importance_figures(records),
+        costs=costs,
+        cost_chart=cost_figure(costs),
+        savings=pruning_savings(records),
+    )
+
+
+def write_report(
+    study: str,
+    out: Path,
+    storage: str | None = None,
+    exports: dict[str, Path] | None = None,
+    alpha: float = 0.05,
+) -> ReportContent:
+    """Write the HTML report (and any ``{"markdown"|"csv"|"latex": path}`` exports)."""
+    content = build_report(load_records(study, storage), alpha=alpha)
+    _write(out, render(content))
+    writers = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
+    for kind, path in (exports or {}).items():
+        _write(path, writers[kind](content.table))
+    return content
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KB)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboards.report", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--study", required=True, help="study name, e.g. layer-weights")
+    parser.add_argument(
+        "--storage", help="storage URL (default: $ABLATION_STORAGE or sqlite:///studies.db)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+    parser.add_argument("--csv", type=Path, help="also write the table as CSV here")
+    parser.add_argument("--latex", type=Path, help="also write the table as a LaTeX table here")
+    parser.add_argument(
+        "--export-dir", type=Path, help="write NAME.md, NAME.csv and NAME.tex into this folder"
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    args = parser.parse_args(argv)
+    if not 0 < args.alpha < 1:
+        parser.error(f"--alpha must be between 0 and 1, got {args.alpha}")
+    exports = {k: getattr(args, k) for k in ("markdown", "csv", "latex") if getattr(args, k)}
+    if args.export_dir:
+        for kind, suffix in (("markdown", ".md"), ("csv", ".csv"), ("latex", ".tex")):
+            exports.setdefault(kind, args.export_dir / f"{args.study}{suffix}")
+    print(f"reading study '{args.study}'", flush=True)
+    try:
+        write_report(args.study, args.out, args.storage, exports, alpha=args.alpha)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
