@@ -1,0 +1,238 @@
+"""Ablation plans as data: the five studies of STUDIES.md, and users' own plans from YAML/TOML.
+
+A plan says what is compared and nothing about how it runs: a base paper variant, the ablated part,
+whether the arms replace or remove it, the arms (a short human label plus dotted-path config
+overrides, one of them the baseline), the seeds and the metrics. The search space, the runner and the
+reports all read this one shape, so a user plan file is a first-class study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+import yaml
+
+from objectives.config import ConfigError
+from objectives.results import CATEGORIES
+from objectives.variants import VARIANTS
+
+Action = Literal["replace", "remove"]
+
+
+class PlanError(ValueError):
+    """A plan that cannot be used; the message is one line that names the fix."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One compared configuration: a short label and the overrides that make it."""
+
+    label: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """An extra hyperparameter searched by TPE inside every arm x seed cell (``search`` section)."""
+
+    low: float
+    high: float
+    log: bool = False
+    kind: Literal["float", "int"] = "float"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ablation study: ``arms`` x ``seeds`` on top of paper variant ``base``.
+
+    ``overrides`` apply to every arm (before the arm's own); ``search`` adds TPE-searched
+    hyperparameters, ``trials_per_cell`` of them per arm x seed cell (1 = a plain grid).
+    """
+
+    name: str
+    description: str
+    ablated: str
+    action: Action
+    arms: tuple[Arm, ...]
+    baseline: str
+    base: str = "model5"
+    seeds: int = 3
+    metrics: tuple[str, ...] = CATEGORIES
+    overrides: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Tunable] = field(default_factory=dict)
+    trials_per_cell: int = 1
+
+    def __post_init__(self) -> None:
+        labels = [arm.label for arm in self.arms]
+        if not self.arms:
+            raise PlanError(f"plan '{self.name}' has no arms; list at least two under 'arms'")
+        if len(set(labels)) != len(labels):
+            raise PlanError(
+                f"plan '{self.name}' repeats an arm label in {labels}; make them unique"
+            )
+        if self.baseline not in labels:
+            raise PlanError(
+                f"plan '{self.name}': baseline '{self.baseline}' is not an arm; use one of {labels}"
+            )
+        if self.action not in ("replace", "remove"):
+            raise PlanError(f"plan '{self.name}': action must be replace or remove")
+        if self.base not in VARIANTS:
+            raise PlanError(f"plan '{self.name}': base must be one of {sorted(VARIANTS)}")
+        if self.seeds < 1 or self.trials_per_cell < 1:
+            raise PlanError(f"plan '{self.name}': seeds and trials_per_cell must be >= 1")
+        unknown = set(self.metrics) - set(CATEGORIES)
+        if unknown:
+            raise PlanError(
+                f"plan '{self.name}': unknown metrics {sorted(unknown)}; use {CATEGORIES}"
+            )
+
+    def arm(self, label: str) -> Arm:
+        return next(a for a in self.arms if a.label == label)
+
+    def seed_values(self) -> list[int]:
+        return list(range(self.seeds))
+
+    def record(self) -> dict[str, Any]:
+        """The plan as stored in the study's ``plan`` user attribute (read by the reports)."""
+        data = asdict(self)
+        data["arms"] = [{"label": a.label, "overrides": dict(a.overrides)} for a in self.arms]
+        data["seeds"] = self.seed_values()
+        data["metrics"] = list(self.metrics)
+        return data
+
+
+_POOL = "model.pooling."
+
+STUDIES: dict[str, Plan] = {
+    plan.name: plan
+    for plan in (
+        Plan(
+            name="pooling-attention",
+            description="the paper's main table: the five pooling x attention variants",
+            ablated="pooling x attention",
+            action="replace",
+            arms=tuple(Arm(name, dict(VARIANTS[name])) for name in sorted(VARIANTS)),
+            baseline="model5",
+        ),
+        Plan(
+            name="layer-range",
+            description="which third of the layers multi-layers pooling needs",
+            ablated="layers fed to multi-layers pooling",
+            action="replace",
+            arms=(
+                Arm("first-third", {_POOL + "layers": "first_third"}),
+                Arm("middle-third", {_POOL + "layers": "middle_third"}),
+                Arm("last-third", {_POOL + "layers": "last_third"}),
+                Arm("all", {_POOL + "layers": "all"}),
+            ),
+            baseline="all",
+        ),
+        Plan(
+            name="top-k-layers",
+            description="the top K layers versus all layers in multi-layers pooling",
+            ablated="layers fed to multi-layers pooling",
+            action="replace",
+            arms=(
+                Arm("top-4", {_POOL + "layers": "top_k:4"}),
+                Arm("top-8", {_POOL + "layers": "top_k:8"}),
+                Arm("top-16", {_POOL + "layers": "top_k:16"}),
+                Arm("all", {_POOL + "layers": "all"}),
+            ),
+            baseline="all",
+        ),
+        Plan(
+            name="cross-attn-width",
+            description="cross-attention heads x head width of the pooling head",
+            ablated="cross-attention heads x head width",
+            action="replace",
+            arms=tuple(
+                Arm(f"{h}x{w}", {_POOL + "heads": h, _POOL + "head_dim": w})
+                for h, w in ((8, 512), (16, 1024), (32, 2048), (64, 4096))
+            ),
+            baseline="32x2048",
+        ),
+        Plan(
+            name="layer-weights",
+            description="removing the trainable layer-weight matrix W",
+            ablated="trainable layer-weight matrix W",
+            action="remove",
+            arms=(
+                Arm("W on", {_POOL + "layer_weights": True}),
+                Arm("W off", {_POOL + "layer_weights": False}),
+            ),
+            baseline="W on",
+        ),
+    )
+}
+
+
+def get_plan(name: str) -> Plan:
+    """A shipped study by name; ``PlanError`` lists the choices."""
+    if name not in STUDIES:
+        raise PlanError(
+            f"unknown study '{name}'; choose one of {', '.join(STUDIES)} or --plan FILE"
+        )
+    return STUDIES[name]
+
+
+def load_plan(path: str | Path) -> Plan:
+    """A user plan from a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file in the shape of ``Plan``.
+
+    ``arms`` is a list of ``{label, overrides}`` (or a mapping label -> overrides); ``seeds`` a
+    count; ``search`` maps a dotted config path to ``{low, high, log?, kind?}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PlanError(f"plan file '{path}' does not exist; pass an existing YAML or TOML file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise PlanError(f"plan file '{path}' must end in .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise PlanError(f"plan file '{path}' is not valid {path.suffix[1:]}: {first}") from None
+    if not isinstance(data, dict):
+        raise PlanError(f"plan file '{path}' must hold a mapping with name, arms, baseline, ...")
+    return plan_from_dict(data, where=str(path))
+
+
+def plan_from_dict(data: dict[str, Any], where: str = "plan") -> Plan:
+    """Build a ``Plan`` from plain data (a parsed plan file or a stored ``plan`` attribute)."""
+    data = dict(data)
+    required = ("name", "arms", "baseline")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise PlanError(f"{where}: missing {missing}; a plan needs name, arms and baseline")
+    known = set(Plan.__dataclass_fields__)
+    unknown = set(data) - known
+    if unknown:
+        raise PlanError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    arms = data["arms"]
+    if isinstance(arms, dict):
+        arms = [{"label": k, "overrides": v} for k, v in arms.items()]
+    try:
+        data["arms"] = tuple(Arm(str(a["label"]), dict(a.get("overrides") or {})) for a in arms)
+        data["search"] = {k: Tunable(**v) for k, v in (data.get("search") or {}).items()}
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise PlanError(
+            f"{where}: arms must be a list of {{label, overrides}} and search entries "
+            f"{{low, high, log, kind}} ({exc})"
+        ) from None
+    if isinstance(data.get("seeds"), list):  # a stored plan records the seed values
+        data["seeds"] = max(data["seeds"]) + 1
+    data.setdefault("description", data["name"])
+    data.setdefault("ablated", "user plan")
+    data.setdefault("action", "replace")
+    data["metrics"] = tuple(data.get("metrics", CATEGORIES))
+    data["overrides"] = dict(data.get("overrides") or {})
+    try:
+        return Plan(**data)
+    except (TypeError, ConfigError) as exc:
+        raise PlanError(f"{where}: {exc}") from None

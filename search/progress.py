@@ -1,0 +1,114 @@
+"""What the launcher shows: the plan before it runs, live progress while it runs, the table after.
+
+Progress is read from the study itself (not from the driver's bookkeeping), so it counts trials of
+other launchers and of earlier runs too, and "best so far" is the study's best COMPLETE trial.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections import Counter
+from typing import TextIO
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from dashboards.ablation_table import build_table
+from dashboards.exports import format_cell
+from dashboards.records import load_records
+from search.plans import Plan
+from search.space import Arms, cell_of, cells
+
+
+def describe_plan(plan: Plan, arms: Arms, study_name: str, out: TextIO = sys.stdout) -> None:
+    """The arms x seeds that a launch runs, and the arms it skips with their reasons."""
+    seeds = plan.seed_values()
+    print(
+        f"study '{study_name}': {plan.description}\n"
+        f"  ablated: {plan.ablated} ({plan.action}); base {arms.base.model.backbone}"
+        f"{f' ({arms.num_layers} layers)' if arms.num_layers else ''}",
+        file=out,
+    )
+    for label in arms.labels:
+        mark = " (baseline)" if label == plan.baseline else ""
+        overrides = ", ".join(f"{k}={v}" for k, v in plan.arm(label).overrides.items())
+        print(f"  arm {label!r}{mark}: {overrides or 'no change'}; seeds {seeds}", file=out)
+    for skip in arms.skipped:
+        print(f"  skipped arm {skip['arm']!r}: {skip['reason']}", file=out)
+    total = len(cells(plan, arms)) * plan.trials_per_cell
+    print(f"  {total} trials ({len(arms.labels)} arms x {len(seeds)} seeds)", file=out)
+
+
+class LiveProgress:
+    """A tqdm bar over the study's cells: finished / total, with running, pruned, failed and best."""
+
+    def __init__(self, study: optuna.Study, plan: Plan, arms: Arms, refresh_seconds: float = 1.0):
+        self._study = study
+        self._cells = set(cells(plan, arms))
+        self._per_cell = plan.trials_per_cell
+        self._refresh = refresh_seconds
+        self._last = 0.0
+        self._bar = tqdm(
+            total=len(self._cells) * self._per_cell, desc=study.study_name, unit="trial"
+        )
+
+    def update(self, *_: object, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last < self._refresh:
+            return
+        self._last = time.monotonic()
+        trials = [t for t in self._study.get_trials(deepcopy=False) if cell_of(t) in self._cells]
+        states = Counter(t.state for t in trials)
+        finished = states[TrialState.COMPLETE] + states[TrialState.PRUNED]
+        self._bar.n = min(finished, self._bar.total)
+        postfix = {
+            "running": states[TrialState.RUNNING],
+            "pruned": states[TrialState.PRUNED],
+            "failed": states[TrialState.FAIL],
+        }
+        best = best_so_far(trials)
+        if best is not None:
+            postfix["best"] = best
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self.update(force=True)
+        self._bar.close()
+
+
+def best_so_far(trials: list[optuna.trial.FrozenTrial]) -> str | None:
+    """The arm with the best mean objective over its COMPLETE seeds, e.g. ``top-4 0.5123 (2)``."""
+    by_arm: dict[str, list[float]] = {}
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            by_arm.setdefault(cell_of(trial)[0], []).append(trial.value)
+    if not by_arm:
+        return None
+    arm, values = max(by_arm.items(), key=lambda item: statistics.fmean(item[1]))
+    return f"{arm} {statistics.fmean(values):.4f} ({len(values)})"
+
+
+def print_table(study_name: str, url: str, console: Console | None = None) -> None:
+    """The ablation table (arms x categories, mean ± std over COMPLETE seeds) and skipped arms."""
+    console = console or Console()
+    if not console.is_terminal:  # a log file or pipe: do not squeeze the table to 80 columns
+        console.width = max(console.width, 140)
+    records = load_records(study_name, url)
+    table = build_table(records)
+    view = Table(title=f"{study_name}: ablation table", caption=table.legend())
+    view.add_column("arm")
+    for column in table.columns:
+        view.add_column(column, justify="right")
+    view.add_column("done/pruned/failed", justify="right")
+    for row in table.rows:
+        name = f"{row.arm} (baseline)" if row.is_baseline else row.arm
+        cells_text = [format_cell(row.cells[c], table.alpha) for c in table.columns]
+        view.add_row(name, *cells_text, f"{row.complete}/{row.pruned}/{row.failed}")
+    console.print(view)
+    for skip in records.skipped_arms:
+        console.print(f"skipped arm {skip['arm']!r}: {skip['reason']}")

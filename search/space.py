@@ -1,0 +1,268 @@
+"""A plan becomes an Optuna study: one enqueued trial per arm x seed cell, a pruner, a sampler.
+
+Cells are enqueued, not sampled: every arm x seed runs exactly once, in a fixed order (per seed, the
+baseline first, so a pruner has a reference early), and enqueueing is idempotent, so relaunching
+a study adds only the cells that have no finished, queued or running trial. Arms that cannot
+exist on the chosen backbone, or that build the same model as another arm, are skipped with a reason
+that is stored with the study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from objectives.backbone import num_layers
+from objectives.config import ConfigError, TrialConfig, override, to_dict
+from objectives.layers import resolve_layers
+from objectives.presets import preset_config
+from objectives.variants import VARIANTS, apply_variant
+from search.plans import Plan, PlanError
+
+PRUNERS: tuple[str, ...] = ("median", "halving", "hyperband", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PENDING = (TrialState.WAITING, TrialState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user chose on top of the plan: preset, base variant, backbone, data, overrides."""
+
+    preset: str = "cpu"
+    base: str | None = None
+    model: str | None = None
+    tasks_dir: str | None = None
+    changes: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Arms:
+    """The arms that will run (label -> config without seed) and the ones skipped, with reasons."""
+
+    configs: dict[str, TrialConfig]
+    skipped: list[dict[str, str]]
+    base: TrialConfig
+    num_layers: int | None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.configs)
+
+
+def resolve_arms(plan: Plan, settings: Settings) -> Arms:
+    """Build every arm's config; skip impossible arms and arms identical to an earlier one.
+
+    Raises ``ConfigError``/``PlanError`` (one line) for overrides that do not fit the config or a
+    ``--set`` that would silently overwrite the ablated part.
+    """
+    ablated = {path for arm in plan.arms for path in arm.overrides}
+    clash = ablated & {path for path, _ in settings.changes}
+    if clash:
+        raise PlanError(
+            f"--set {', '.join(sorted(clash))} is the part that study '{plan.name}' ablates; "
+            "drop it or write a plan file with the arms you want"
+        )
+    base_name = settings.base or plan.base
+    if settings.base and all(set(VARIANTS[base_name]) <= set(a.overrides) for a in plan.arms):
+        raise PlanError(
+            f"study '{plan.name}' compares the variants themselves; --base does not apply to it"
+        )
+    base = apply_variant(preset_config(settings.preset), base_name)
+    base = override(base, plan.overrides)
+    user = dict(settings.changes)
+    if settings.model:
+        user["model.backbone"] = settings.model
+    if settings.tasks_dir:
+        user["eval.tasks_dir"] = settings.tasks_dir
+    base = override(base, user)
+
+    configs = {arm.label: override(base, arm.overrides) for arm in plan.arms}
+    layers = _layer_count(base, configs)
+    order = [plan.baseline] + [a.label for a in plan.arms if a.label != plan.baseline]
+    kept: dict[str, TrialConfig] = {}
+    seen: dict[str, str] = {}
+    skipped = []
+    for label in order:
+        config = configs[label]
+        try:
+            key = _model_key(config, layers)
+        except ConfigError as exc:
+            skipped.append({"arm": label, "reason": str(exc)})
+            continue
+        if key in seen:
+            reason = (
+                f"builds the same model as arm '{seen[key]}' on {config.model.backbone} "
+                f"({layers} layers)"
+            )
+            skipped.append({"arm": label, "reason": reason})
+            continue
+        seen[key] = label
+        kept[label] = config
+    ordered = {a.label: kept[a.label] for a in plan.arms if a.label in kept}
+    return Arms(configs=ordered, skipped=skipped, base=base, num_layers=layers)
+
+
+def _layer_count(base: TrialConfig, configs: dict[str, TrialConfig]) -> int | None:
+    backbones = {
+        c.model.backbone for c in configs.values() if c.model.pooling.kind == "multi_layer"
+    }
+    if not backbones:
+        return None
+    if len(backbones) > 1:
+        raise PlanError(f"arms change the backbone ({sorted(backbones)}); keep one per study")
+    return num_layers(backbones.pop())
+
+
+def _model_key(config: TrialConfig, layers: int | None) -> str:
+    """The config with the layer rule resolved, so 'top_k:6' on 6 layers equals 'all'."""
+    data = to_dict(config)
+    if config.model.pooling.kind == "multi_layer":
+        assert layers is not None
+        data["model"]["pooling"]["layers"] = list(
+            resolve_layers(config.model.pooling.layers, layers)
+        )
+    return json.dumps(data, sort_keys=True)
+
+
+def fingerprint(config: TrialConfig) -> str:
+    """A short hash of what builds and trains the model (placement fields left out)."""
+    data = to_dict(override(config, {path: None for path in ("eval.tasks_dir", "threads")}))
+    data.pop("device", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_study_name(plan: Plan, settings: Settings) -> str:
+    """``<plan>.<preset>.<base>[.<backbone>]``: different presets or backbones never share a study."""
+    parts = [plan.name, settings.preset, settings.base or plan.base]
+    if settings.model:
+        parts.append(settings.model.rstrip("/").rsplit("/", 1)[-1])
+    return ".".join(parts)
+
+
+def make_pruner(name: str, startup: int = 2) -> optuna.pruners.BasePruner:
+    """The pruner acting on a trial's intermediate held-out score.
+
+    ``startup`` finished trials are needed before ``median`` prunes; ``halving`` and ``hyperband``
+    size their rungs from the reported steps.
+    """
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto")
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise PlanError(f"unknown pruner '{name}'; choose one of {', '.join(PRUNERS)}")
+
+
+def load(
+    storage: optuna.storages.BaseStorage, name: str, pruner: str, startup: int = 2
+) -> optuna.Study:
+    """The study with our pruner and sampler (TPE only matters for a plan's ``search`` tunables)."""
+    return optuna.load_study(
+        study_name=name,
+        storage=storage,
+        pruner=make_pruner(pruner, startup),
+        sampler=optuna.samplers.TPESampler(),
+    )
+
+
+def prepare_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    plan: Plan,
+    arms: Arms,
+    settings: Settings,
+) -> optuna.Study:
+    """Create the study or check that an existing one ran the same plan on the same base config.
+
+    A relaunch may add seeds; a different base config or different arm overrides under the same name
+    would mix two experiments, so it is refused with the fix (another ``--study-name``).
+    """
+    fp = fingerprint(arms.base)
+    study = optuna.create_study(
+        study_name=name, storage=storage, direction="maximize", load_if_exists=True
+    )
+    attrs = study.user_attrs
+    record = plan.record()
+    if "plan" in attrs:
+        old_fp = attrs.get("config_fingerprint")
+        old_arms = {a["label"]: a["overrides"] for a in attrs["plan"].get("arms", [])}
+        new_arms = {a["label"]: a["overrides"] for a in record["arms"]}
+        if old_fp != fp or old_arms != new_arms:
+            raise PlanError(
+                f"study '{name}' was run with other settings (config {old_fp}, now {fp}; "
+                "or other arms); pass --study-name to start a separate study"
+            )
+        record["seeds"] = sorted(set(attrs["plan"].get("seeds", [])) | set(record["seeds"]))
+    study.set_user_attr("plan", record)
+    study.set_user_attr("skipped_arms", arms.skipped)
+    study.set_user_attr("preset", settings.preset)
+    study.set_user_attr("backbone", arms.base.model.backbone)
+    study.set_user_attr("base", settings.base or plan.base)
+    study.set_user_attr("config_fingerprint", fp)
+    return study
+
+
+def cells(plan: Plan, arms: Arms) -> list[tuple[str, int]]:
+    """Every arm x seed cell, per seed the baseline first (the pruner's early reference)."""
+    order = [plan.baseline] + [a.label for a in plan.arms if a.label != plan.baseline]
+    return [(arm, seed) for seed in plan.seed_values() for arm in order if arm in arms.configs]
+
+
+def suggest_cell(trial: optuna.Trial, labels: list[str], seeds: int) -> tuple[str, int]:
+    """Record the enqueued cell as params: ``arm`` categorical over every plan label, ``seed`` an
+    int (not categorical: Optuna refuses categorical choices that change, and a relaunch may add
+    seeds)."""
+    arm = trial.suggest_categorical("arm", labels)
+    seed = trial.suggest_int("seed", 0, max(seeds - 1, 0))
+    return str(arm), int(seed)
+
+
+def suggest_tunables(trial: optuna.Trial, plan: Plan) -> dict[str, Any]:
+    """TPE-suggested values of the plan's ``search`` section, keyed by dotted config path."""
+    values: dict[str, Any] = {}
+    for path, spec in plan.search.items():
+        if spec.kind == "int":
+            values[path] = trial.suggest_int(path, int(spec.low), int(spec.high), log=spec.log)
+        else:
+            values[path] = trial.suggest_float(path, spec.low, spec.high, log=spec.log)
+    return values
+
+
+def shortfall(
+    study: optuna.Study, plan: Plan, arms: Arms, states: tuple[TrialState, ...]
+) -> list[tuple[str, int]]:
+    """One entry per trial a cell lacks: cells with fewer than ``trials_per_cell`` in ``states``."""
+    have = Counter(cell_of(t) for t in study.get_trials(deepcopy=False, states=states))
+    return [cell for cell in cells(plan, arms) for _ in range(plan.trials_per_cell - have[cell])]
+
+
+def enqueue_missing(study: optuna.Study, plan: Plan, arms: Arms) -> list[tuple[str, int]]:
+    """Enqueue what each cell lacks beyond its finished and pending trials; returns those cells.
+
+    Idempotent: a relaunch adds nothing for a cell that is done, queued or running. FAILed trials
+    do not count, so a relaunch re-runs a cell whose every attempt failed.
+    """
+    added = shortfall(study, plan, arms, FINISHED + PENDING)
+    for arm, seed in added:
+        study.enqueue_trial({"arm": arm, "seed": seed})
+    return added
+
+
+def cell_of(trial: optuna.trial.FrozenTrial) -> tuple[str, int]:
+    """The (arm, seed) cell of a trial, from its fixed or suggested params."""
+    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    return (str(params.get("arm")), int(params.get("seed", -1)))
+
+
+def with_seed(config: TrialConfig, seed: int, tuned: dict[str, Any]) -> TrialConfig:
+    """The cell's config: the arm's config with the seed and any TPE-suggested values."""
+    return override(replace(config, seed=seed), tuned)
