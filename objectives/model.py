@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from objectives.backbone import layer_count, load_backbone
+from objectives.backbone import is_encoder, layer_count, load_backbone
 from objectives.config import ModelConfig, from_dict, to_dict
 from objectives.lora import apply_lora, load_lora
 from objectives.pooling import build_pooling
@@ -91,15 +91,22 @@ class EmbeddingModel(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, d) float32 L2-normalised embeddings of a ``tokenize`` batch, differentiable."""
+        mask = batch["attention_mask"]
+        extra = {}
+        if not is_encoder(self.backbone.config):
+            # Count positions from each row's first real token, so a left-padded text keeps the
+            # positions it has alone (rotary models tolerate a shift, absolute-position ones don't).
+            extra["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         output = self.backbone(
             input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
+            attention_mask=mask,
             output_hidden_states=self.head.needs_hidden_states,
             return_dict=True,
+            **extra,
         )
         features = {
             "last_hidden_state": output.last_hidden_state,
-            "attention_mask": batch["attention_mask"],
+            "attention_mask": mask,
             "hidden_states": output.hidden_states,
         }
         return F.normalize(self.head(features).float(), dim=-1)

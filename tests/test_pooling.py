@@ -1,0 +1,131 @@
+"""Pooling heads: EOS picks the last real token, the resampler's knobs change exactly what they name,
+and each head reads only what PAPER.md says it reads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from objectives.config import PoolingConfig
+from objectives.model import EmbeddingModel
+from objectives.pooling import (
+    LatentResampler,
+    MultiLayerPooling,
+    build_pooling,
+    last_token_index,
+    masked_mean,
+)
+from tests.tiny_models import DECODER_EOS, tiny_model_config, tiny_qwen2_dir
+
+torch.set_num_threads(1)
+DIM = 16
+
+
+def test_last_token_index_right_and_left_padding() -> None:
+    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    left = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
+    assert last_token_index(right).tolist() == [2, 4, 0]
+    assert last_token_index(left).tolist() == [4, 4, 4]
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_eos_pooling_reads_the_appended_eos_state(padding_side: str, tmp_path: Path) -> None:
+    path = tiny_qwen2_dir(tmp_path, num_layers=2, padding_side=padding_side)
+    model = EmbeddingModel.build(
+        tiny_model_config(path, attention="causal", pooling=PoolingConfig("eos"), lora=None)
+    )
+    batch = model.tokenize(["a cat", "a much longer sentence about a cat on a mat"])
+    eos_id = model.tokenizer.convert_tokens_to_ids(DECODER_EOS)
+    with torch.no_grad():
+        states = model.backbone(**batch).last_hidden_state
+        embeddings = model(batch)
+    lengths = batch["attention_mask"].sum(dim=1)
+    for row, length in enumerate(lengths.tolist()):
+        last = length - 1 if padding_side == "right" else batch["input_ids"].shape[1] - 1
+        assert batch["input_ids"][row, last] == eos_id
+        expected = torch.nn.functional.normalize(states[row, last], dim=-1)
+        torch.testing.assert_close(embeddings[row], expected)
+
+
+def test_layer_weights_off_removes_exactly_w() -> None:
+    config = PoolingConfig(layers="last_third", heads=2, head_dim=8, n_latents=4)
+    with_w = build_pooling(config, DIM, 6, "bidirectional")
+    without_w = build_pooling(replace(config, layer_weights=False), DIM, 6, "bidirectional")
+    shapes_on = {name: tuple(p.shape) for name, p in with_w.named_parameters()}
+    shapes_off = {name: tuple(p.shape) for name, p in without_w.named_parameters()}
+    assert {k: v for k, v in shapes_on.items() if k not in shapes_off} == {
+        "layer_weights": (2, DIM)
+    }
+    assert set(shapes_off) < set(shapes_on)
+
+
+@pytest.mark.parametrize(("heads", "head_dim"), [(2, 8), (4, 16), (8, 4)])
+def test_heads_times_head_dim_is_the_inner_width(heads: int, head_dim: int) -> None:
+    base = PoolingConfig(kind="last_layer", heads=1, head_dim=1, n_latents=4)
+    head = build_pooling(replace(base, heads=heads, head_dim=head_dim), DIM, 6, "causal")
+    small = build_pooling(base, DIM, 6, "causal")
+    inner = heads * head_dim
+    resampler = head.resampler
+    assert resampler.inner_width == inner
+    assert resampler.to_q.out_features == inner
+    assert resampler.to_kv.out_features == 2 * inner
+    assert resampler.to_out.in_features == inner
+    count = sum(p.numel() for p in head.parameters())
+    # q, k, v and the output projection each hold DIM x inner weights; nothing else depends on it.
+    assert count - sum(p.numel() for p in small.parameters()) == 4 * DIM * (inner - 1)
+
+
+def test_resampler_ignores_padded_inputs() -> None:
+    torch.manual_seed(0)
+    resampler = LatentResampler(DIM, n_latents=3, heads=2, head_dim=4, mlp_ratio=2)
+    real = torch.randn(1, 3, DIM)
+    padded = torch.cat([real, 100 * torch.randn(1, 2, DIM)], dim=1)
+    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    torch.testing.assert_close(resampler(padded, mask), resampler(real))
+    assert not torch.allclose(resampler(padded), resampler(real))
+
+
+def _features(batch: int = 2, length: int = 5, layers: int = 6) -> dict:
+    torch.manual_seed(1)
+    hidden = tuple(torch.randn(batch, length, DIM) for _ in range(layers + 1))
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[0, 3:] = 0
+    return {"hidden_states": hidden, "last_hidden_state": hidden[-1], "attention_mask": mask}
+
+
+def _perturb_all_but_eos(features: dict) -> dict:
+    """The same features with every token state except each row's last real one replaced."""
+    keep = torch.zeros_like(features["attention_mask"], dtype=torch.bool)
+    keep[torch.arange(keep.shape[0]), last_token_index(features["attention_mask"])] = True
+    hidden = tuple(
+        torch.where(keep[..., None], h, torch.randn_like(h)) for h in features["hidden_states"]
+    )
+    return {**features, "hidden_states": hidden, "last_hidden_state": hidden[-1]}
+
+
+@pytest.mark.parametrize("kind", ["last_layer", "multi_layer"])
+def test_causal_heads_read_only_the_eos_state(kind: str) -> None:
+    config = PoolingConfig(kind=kind, heads=2, head_dim=4, n_latents=3, mlp_ratio=2)
+    features = _features()
+    perturbed = _perturb_all_but_eos(features)
+    causal = build_pooling(config, DIM, 6, "causal")
+    torch.testing.assert_close(causal(features), causal(perturbed))
+    bidirectional = build_pooling(config, DIM, 6, "bidirectional")
+    assert not torch.allclose(bidirectional(features), bidirectional(perturbed))
+
+
+def test_layer_summary_follows_attention_unless_set() -> None:
+    config = PoolingConfig(heads=2, head_dim=4, n_latents=3)
+    assert build_pooling(config, DIM, 6, "causal").summary == "eos"
+    assert build_pooling(config, DIM, 6, "bidirectional").summary == "mean"
+    explicit = replace(config, layer_summary="mean")
+    head = build_pooling(explicit, DIM, 6, "causal")
+    assert isinstance(head, MultiLayerPooling) and head.summary == "mean"
+
+
+def test_mean_pooling_is_masked() -> None:
+    states = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    assert masked_mean(states, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
