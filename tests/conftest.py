@@ -15,12 +15,11 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _offline_hub() -> None:
-    """Tests never reach the HF hub: everything they load is packaged or built on the fly."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests never reach the HF hub: everything they load is packaged or built on the fly. Set at import,
+# before any test module imports huggingface_hub, which reads these variables only once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +52,19 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 4-layer Qwen2 (width 32) with a Qwen2-style tokenizer, as a local model directory."""
+    from tests.tiny_models import tiny_qwen2_dir
+
+    return tiny_qwen2_dir(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 6-layer BERT (width 32) with the MiniLM tokenizer, as a local model directory."""
+    from tests.tiny_models import tiny_bert_dir
+
+    return tiny_bert_dir(tmp_path_factory.mktemp("tiny-bert"))
