@@ -1,0 +1,172 @@
+"""Score an embedding model on the MTEB subset with mteb's own evaluators.
+
+mteb defines the scores (STS Spearman of cosine, Retrieval nDCG@10, Classification accuracy of its
+logistic-regression protocol, Clustering V-measure); this module only adapts our model to mteb's
+encoder protocol and caches embeddings, so each distinct text is encoded once per trial even when
+several tasks share it (Banking77 classification and clustering, STS sentences repeated in pairs).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.model_meta import ModelMeta, ScoringFunction
+from mteb.types import PromptType
+from scipy.stats import spearmanr
+
+from objectives.data import DevSlices
+from objectives.tasks import task_category
+
+MRR_AT = 10
+
+
+class TextEncoder(Protocol):
+    """Anything that embeds texts: ``objectives.model.EmbeddingModel`` or an adapter."""
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int, prompt: str | None = None
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class Evaluation:
+    """Main score and category of each task, plus what the evaluation cost."""
+
+    task_scores: dict[str, float]
+    task_category: dict[str, str]
+    seconds: float
+    texts_encoded: int
+    encode_seconds: float
+
+
+class CachedEncoder(AbsEncoder):
+    """mteb's encoder protocol over a ``TextEncoder``, with a per-trial embedding cache.
+
+    Retrieval queries get ``query_prompt`` (as training queries do); documents and the symmetric
+    tasks (STS, classification, clustering) are encoded without a prompt. A text is cached under
+    (prompt, text), so a query prompt never leaks into a document embedding.
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        *,
+        name: str,
+        embed_dim: int | None,
+        batch_size: int,
+        query_prompt: str | None = None,
+    ) -> None:
+        self.model = encoder
+        self.batch_size = batch_size
+        self.query_prompt = query_prompt
+        self.cache: dict[tuple[str | None, str], np.ndarray] = {}
+        self.encode_seconds = 0.0
+        self.mteb_model_meta = ModelMeta.create_empty(
+            overwrites={
+                "name": f"embedding-ablation/{name}",
+                "revision": "trial",
+                "embed_dim": embed_dim,
+                "similarity_fn_name": ScoringFunction.COSINE,
+                "framework": ["PyTorch"],
+                "loader": None,
+            }
+        )
+
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        task_metadata: Any,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: PromptType | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Embed a DataLoader of ``{"text": [...]}`` batches, encoding only unseen texts."""
+        texts = [text for batch in inputs for text in batch["text"]]
+        prompt = self.query_prompt if prompt_type == PromptType.query else None
+        return self.embed(texts, prompt)
+
+    def embed(self, texts: Sequence[str], prompt: str | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` (rows in order), through the cache."""
+        missing = list(dict.fromkeys(t for t in texts if (prompt, t) not in self.cache))
+        if missing:
+            start = time.perf_counter()
+            vectors = np.asarray(self.model.encode(missing, self.batch_size, prompt), np.float32)
+            self.encode_seconds += time.perf_counter() - start
+            self.cache.update({(prompt, t): v for t, v in zip(missing, vectors, strict=True)})
+        return np.stack([self.cache[(prompt, t)] for t in texts])
+
+
+def evaluate(encoder: CachedEncoder, tasks: Sequence[Any], *, progress: bool = True) -> Evaluation:
+    """Run mteb's evaluators on ``tasks`` and return each task's main score.
+
+    The result cache is off (``cache=None``): mteb's default cache would return a previous trial's
+    scores for the same model name. Errors propagate, so a failed task is never recorded as a score.
+    """
+    import mteb
+
+    start = time.perf_counter()
+    encode_before = encoder.encode_seconds
+    with warnings.catch_warnings():
+        # Small slices leave some labels without a prediction or training row: expected, not news.
+        warnings.filterwarnings("ignore", module="sklearn")
+        result = mteb.evaluate(
+            encoder,
+            list(tasks),
+            cache=None,
+            encode_kwargs={"batch_size": encoder.batch_size, "show_progress_bar": False},
+            show_progress_bar=progress,
+            raise_error=True,
+        )
+    seconds = time.perf_counter() - start
+    categories = {task.metadata.name: task_category(task) for task in tasks}
+    scores = {r.task_name: float(r.get_score()) for r in result.task_results}
+    missing = set(categories) - set(scores)
+    if missing:
+        raise RuntimeError(f"mteb returned no score for {sorted(missing)}")
+    return Evaluation(
+        task_scores={name: scores[name] for name in categories},
+        task_category=categories,
+        seconds=seconds,
+        texts_encoded=len(encoder.cache),
+        encode_seconds=encoder.encode_seconds - encode_before,
+    )
+
+
+def dev_signal(
+    encoder: TextEncoder, dev: DevSlices, *, batch_size: int, query_prompt: str | None = None
+) -> float:
+    """The cheap held-out score reported during training (for pruning), in [-1, 1].
+
+    The mean of the parts available: (a) Spearman of cosine vs gold on the STS dev pairs and
+    (b) MRR@10 of the held-out training queries, each ranking its own positive among every dev
+    positive and hard negative. Neither part shares a text with the evaluated tasks (see
+    ``objectives.data``); a few hundred short texts, so seconds on CPU.
+    """
+    parts = []
+    if dev.sts:
+        left, right, gold = zip(*dev.sts, strict=True)
+        vectors = encoder.encode(list(left) + list(right), batch_size, None)
+        cosine = np.sum(vectors[: len(left)] * vectors[len(left) :], axis=1)
+        parts.append(float(spearmanr(cosine, gold).statistic))
+    if dev.retrieval:
+        queries = encoder.encode([p.query for p in dev.retrieval], batch_size, query_prompt)
+        texts = [p.positive for p in dev.retrieval] + [
+            p.negative for p in dev.retrieval if p.negative
+        ]
+        scores = queries @ encoder.encode(texts, batch_size, None).T
+        own = scores[np.arange(len(queries)), np.arange(len(queries))]
+        rank = 1 + np.sum(scores > own[:, None], axis=1)
+        parts.append(float(np.mean(np.where(rank <= MRR_AT, 1.0 / rank, 0.0))))
+    if not parts:
+        raise ValueError(
+            "no dev texts for the intermediate signal; raise train.dev_pairs/dev_queries"
+        )
+    return float(np.mean(parts))

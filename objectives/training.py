@@ -1,0 +1,98 @@
+"""Contrastive fine-tuning: the paper's recipe (PAPER.md "Training recipe"), scaled by config.
+
+AdamW over two parameter groups (LoRA at ``train.lr``, pooling head at ``train.head_lr`` or
+``train.lr``), linear schedule with warm-up, gradient accumulation over ``grad_accum`` batches
+(in-batch negatives stay within one batch) and gradient-norm clipping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from objectives.config import TrainConfig
+from objectives.data import Pair, batches
+from objectives.loss import info_nce
+from objectives.model import EmbeddingModel
+
+
+@dataclass
+class TrainStats:
+    """What training did and cost; ``seconds`` excludes time spent in ``on_step`` callbacks."""
+
+    steps: int
+    pairs: int
+    seconds: float
+    last_loss: float
+
+
+def make_optimizer(
+    model: EmbeddingModel, config: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with per-part learning rates and the linear warm-up/decay schedule."""
+    groups = model.parameter_groups()
+    lrs = {"backbone": config.lr, "head": config.head_lr or config.lr}
+    param_groups = [
+        {"params": params, "lr": lrs[part], "name": part}
+        for part, params in groups.items()
+        if params
+    ]
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    return optimizer, schedule
+
+
+def train(
+    model: EmbeddingModel,
+    pairs: list[Pair],
+    config: TrainConfig,
+    *,
+    seed: int,
+    query_prompt: str | None = None,
+    on_step: Callable[[int], None] | None = None,
+    progress: bool = True,
+) -> TrainStats:
+    """Run ``config.steps`` optimizer steps of InfoNCE on ``pairs``.
+
+    ``on_step(step)`` runs after every ``config.eval_every`` steps and after the last one (once);
+    an exception it raises (e.g. a pruning signal) stops training at once and propagates.
+    """
+    optimizer, schedule = make_optimizer(model, config)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    stream = batches(pairs, config.batch_size, seed)
+    seconds, loss_value = 0.0, float("nan")
+    bar = tqdm(range(1, config.steps + 1), desc="train", unit="step", disable=not progress)
+    for step in bar:
+        start = time.perf_counter()
+        model.train()
+        loss_value = 0.0
+        for _ in range(config.grad_accum):
+            loss = _batch_loss(model, next(stream), config, query_prompt) / config.grad_accum
+            loss.backward()
+            loss_value += loss.item()
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds += time.perf_counter() - start
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        if on_step is not None and (step % config.eval_every == 0 or step == config.steps):
+            on_step(step)
+    bar.close()
+    pairs_seen = config.steps * config.grad_accum * config.batch_size
+    return TrainStats(config.steps, pairs_seen, seconds, loss_value)
+
+
+def _batch_loss(
+    model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
+) -> torch.Tensor:
+    """InfoNCE of one batch: queries (with the prompt) against positives then hard negatives."""
+    negatives = [p.negative for p in batch if p.negative] if config.hard_negatives else []
+    queries = model(model.tokenize([p.query for p in batch], query_prompt))
+    documents = model(model.tokenize([p.positive for p in batch] + negatives))
+    return info_nce(queries, documents[: len(batch)], documents[len(batch) :], config.scale)

@@ -1,0 +1,177 @@
+"""One trial end to end: load data and model, fine-tune with intermediate reports, score on MTEB.
+
+This is the function a search worker runs. It knows nothing of Optuna or Ray: the search layer
+passes ``report`` and may raise from it (to prune); the exception stops training and propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import platform
+import resource
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from threadpoolctl import threadpool_limits
+
+from objectives.config import TrialConfig, to_dict
+from objectives.data import (
+    DevSlices,
+    cap_pairs,
+    dev_sts,
+    load_pairs,
+    normalise,
+    pairs_source,
+    split_dev,
+)
+from objectives.evaluation import CachedEncoder, dev_signal, evaluate
+from objectives.model import EmbeddingModel
+from objectives.results import TrialResult, category_means
+from objectives.tasks import load_tasks, resolve_tasks_dir, task_texts
+from objectives.training import train
+
+VERSIONED = ("torch", "transformers", "peft", "mteb", "sentence-transformers", "optuna")
+
+
+def run_trial(
+    config: TrialConfig, report: Callable[[int, float], None] | None = None, progress: bool = True
+) -> TrialResult:
+    """Build, fine-tune and score the model ``config`` describes.
+
+    ``report(step, score)`` receives the cheap dev signal (``objectives.evaluation.dev_signal``)
+    every ``train.eval_every`` optimizer steps and after the last step. The same seed gives the
+    same data order, initialisation and result on CPU.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    limits = threadpool_limits(config.threads) if config.threads else contextlib.nullcontext()
+    with limits:
+        return _run(config, report, progress)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _run(
+    config: TrialConfig, report: Callable[[int, float], None] | None, progress: bool
+) -> TrialResult:
+    device = resolve_device(config.device)
+    with _peak_memory(device) as peak:
+        start = time.perf_counter()
+        tasks = load_tasks(config.eval)
+        evaluated = {normalise(t) for task in tasks for t in task_texts(task)}
+        source = pairs_source(config.train, config.eval.tasks_dir)
+        pairs, dev_pairs = split_dev(load_pairs(source), config.train.dev_queries, evaluated)
+        pairs = cap_pairs(pairs, config.train.max_pairs)
+        dev = DevSlices(
+            sts=dev_sts(config.eval.tasks_dir, config.train.dev_pairs, evaluated),
+            retrieval=dev_pairs,
+        )
+        model = EmbeddingModel.build(config.model, seed=config.seed, device=device)
+        load_seconds = time.perf_counter() - start
+
+        intermediate: list[tuple[int, float]] = []
+
+        def on_step(step: int) -> None:
+            score = dev_signal(
+                model,
+                dev,
+                batch_size=config.eval.batch_size,
+                query_prompt=config.model.query_prompt,
+            )
+            intermediate.append((step, score))
+            if report is not None:
+                report(step, score)
+
+        torch.manual_seed(config.seed)
+        stats = train(
+            model,
+            pairs,
+            config.train,
+            seed=config.seed,
+            query_prompt=config.model.query_prompt,
+            on_step=on_step,
+            progress=progress,
+        )
+        encoder = CachedEncoder(
+            model,
+            name=Path(config.model.backbone).name,
+            embed_dim=model.dim,
+            batch_size=config.eval.batch_size,
+            query_prompt=config.model.query_prompt,
+        )
+        evaluation = evaluate(encoder, tasks, progress=progress)
+    categories = category_means(evaluation.task_scores, evaluation.task_category)
+    return TrialResult(
+        task_scores=evaluation.task_scores,
+        category_scores=categories,
+        average=sum(categories.values()) / len(categories),
+        costs={
+            "load_seconds": load_seconds,
+            "train_seconds": stats.seconds,
+            "eval_seconds": evaluation.seconds,
+            "train_pairs_per_second": stats.pairs / stats.seconds,
+            "eval_texts_per_second": evaluation.texts_encoded
+            / max(evaluation.encode_seconds, 1e-9),
+            "peak_memory_mb": peak(),
+        },
+        params=model.parameter_counts(),
+        intermediate=intermediate,
+        config=_resolved(config, source, device),
+        versions=_versions(),
+    )
+
+
+def _resolved(config: TrialConfig, source: str, device: str) -> dict:
+    """The config as run: tasks directory, training data and device made explicit."""
+    root = resolve_tasks_dir(config.eval.tasks_dir)
+    return to_dict(
+        dataclasses.replace(
+            config,
+            eval=dataclasses.replace(config.eval, tasks_dir=str(root) if root else None),
+            train=dataclasses.replace(config.train, data=source),
+            device=device,
+        )
+    )
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
+
+
+@contextlib.contextmanager
+def _peak_memory(device: str) -> Iterator[Callable[[], float]]:
+    """Peak memory of this trial in MiB: CUDA peak allocation on GPU, else the process's peak RSS.
+
+    On Linux the RSS high-water mark is reset at the start (``/proc/self/clear_refs``), so a
+    worker process that runs many trials reports each trial's own peak.
+    """
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak() -> float:
+        if cuda:
+            return torch.cuda.max_memory_allocated() / 2**20
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    yield peak
