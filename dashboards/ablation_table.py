@@ -88,7 +88,7 @@ def build_table(records: StudyRecords, alpha: float = 0.05) -> AblationTable:
         cells = {}
         for column in COLUMNS:
             seeds = values[arm][column]
-            cell = _summary(seeds, best=best.get(column) == arm)
+            cell = _summary(seeds, best=arm in best.get(column, ()))
             if baseline is not None and arm != baseline and seeds:
                 base = values[baseline][column]
                 cell = replace(
@@ -142,12 +142,14 @@ def _summary(seeds: dict[object, float], best: bool) -> Cell:
     return Cell(mean=statistics.fmean(scores), std=std, n=len(scores), best=best)
 
 
-def _best_per_column(values: dict[str, dict[str, dict[object, float]]]) -> dict[str, str]:
-    best: dict[str, str] = {}
+def _best_per_column(values: dict[str, dict[str, dict[object, float]]]) -> dict[str, set[str]]:
+    """The arms with the highest mean per column (all of them when tied)."""
+    best: dict[str, set[str]] = {}
     for column in COLUMNS:
         means = {
             arm: statistics.fmean(v[column].values()) for arm, v in values.items() if v[column]
         }
         if means:
-            best[column] = max(means, key=means.__getitem__)
+            top = max(means.values())
+            best[column] = {arm for arm, mean in means.items() if mean == top}
     return best

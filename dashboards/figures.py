@@ -97,10 +97,12 @@ def importance_figures(records: StudyRecords) -> list[Figure]:
         if len({repr(t.params.get(name)) for t in complete}) > 1
     )
     note = ""
-    if len(varying) < 2:
+    if not varying:
+        note = f"no parameter varies across the {len(complete)} finished trials"
+    elif len(varying) < 2:
         note = (
-            f"only {', '.join(varying) or 'no parameter'} varies across finished trials, so its "
-            "importance is trivially 100%; run >= 2 seeds (or tune extra parameters) to compare"
+            f"only {varying[0]} varies across finished trials, so its importance is trivially "
+            "100%; run >= 2 seeds (or tune extra parameters) to compare"
         )
     elif len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
         note = (

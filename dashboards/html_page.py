@@ -205,12 +205,16 @@ def _savings(savings: PruningSavings) -> str:
         else "an unknown number of steps (no finished trial to compare with)"
     )
     return (
-        f'<p id="pruning-savings">Pruning stopped {savings.pruned} trials early, saving {steps} '
+        f'<p id="pruning-savings">Pruning stopped {_trials(savings.pruned)} early, saving {steps} '
         f"and about {savings.seconds_saved:,.0f} s of wall-clock time "
         f"({savings.fraction_saved:.0%} of what the study would have used without pruning; "
         f"pruned trials still used {savings.seconds_spent:,.0f} s). Estimate: a pruned trial "
         "would have taken as long as the mean finished trial.</p>"
     )
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
 
 
 def _skipped(records: StudyRecords) -> str:

@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -46,29 +47,71 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
-def test_dashboard_lists_study_with_pruned_trials_over_http(postgres_url: str) -> None:
-    write_study(postgres_url, name="dash-layer-weights")
+# A smoke study whose second arm's learning rate wrecks the model: with the median pruner acting
+# after one finished trial and one trial at a time, that arm is PRUNED at its first report.
+SMOKE_PLAN = """
+name: dash-smoke
+description: a sound arm and one whose learning rate wrecks the model
+baseline: lr 1e-4
+arms:
+  - {label: lr 1e-4, overrides: {train.lr: 1.0e-4}}
+  - {label: lr 10, overrides: {train.lr: 10.0}}
+seeds: 1
+"""
+
+
+@pytest.fixture(scope="module")
+def dashboard(
+    postgres_url: str, tasks_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The dashboard on PostgreSQL holding a real smoke study and a contract fixture study."""
+    plan = tmp_path_factory.mktemp("plan") / "dash-smoke.yaml"
+    plan.write_text(SMOKE_PLAN)
+    launch = subprocess.run(
+        [
+            *(sys.executable, "-m", "search.launch", "--plan", str(plan), "--preset", "smoke"),
+            *("--storage", postgres_url, "--tasks-dir", str(tasks_dir)),
+            *("--study-name", "dash-smoke", "--prune-after", "1", "--max-concurrent", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    write_study(postgres_url, name="dash-fixture")
     with serving("--storage", postgres_url) as (_, base):
-        assert base.startswith("http://127.0.0.1:")  # localhost unless asked otherwise
-        studies = get_json(f"{base}/api/studies")["study_summaries"]
-        study = next(s for s in studies if s["study_name"] == "dash-layer-weights")
-        attrs = {a["key"] for a in study["user_attrs"]}
-        assert {"plan", "skipped_arms", "preset", "backbone"} <= attrs
+        yield base
 
-        detail = get_json(f"{base}/api/studies/{study['study_id']}")
-        states = [t["state"] for t in detail["trials"]]
-        assert len(states) == 12
-        assert states.count("Pruned") == 4 and states.count("Fail") == 1
-        assert detail["has_intermediate_values"]
-        pruned = next(t for t in detail["trials"] if t["state"] == "Pruned")
-        assert len(pruned["intermediate_values"]) == 2
-        complete = next(t for t in detail["trials"] if t["state"] == "Complete")
-        keys = {a["key"] for a in complete["user_attrs"]}
-        assert {"average", "category.STS", "cost.train_seconds", "params.total"} <= keys
-        assert {p["name"] for p in complete["params"]} == {"arm", "seed"}
 
-        with urllib.request.urlopen(f"{base}/dashboard", timeout=30) as page:
-            assert page.status == 200 and b"<html" in page.read().lower()
+def _study(base: str, name: str) -> tuple[dict, dict]:
+    studies = get_json(f"{base}/api/studies")["study_summaries"]
+    study = next(s for s in studies if s["study_name"] == name)
+    return study, get_json(f"{base}/api/studies/{study['study_id']}")
+
+
+def test_dashboard_serves_a_smoke_study_with_its_pruned_trial(dashboard: str) -> None:
+    assert dashboard.startswith("http://127.0.0.1:")  # localhost unless asked otherwise
+    study, detail = _study(dashboard, "dash-smoke")
+    assert {"plan", "skipped_arms", "preset", "backbone"} <= {a["key"] for a in study["user_attrs"]}
+    trials = {t["params"][0]["param_external_value"]: t for t in detail["trials"]}
+    assert {a: t["state"] for a, t in trials.items()} == {"lr 1e-4": "Complete", "lr 10": "Pruned"}
+    assert detail["has_intermediate_values"]
+    pruned, complete = trials["lr 10"], trials["lr 1e-4"]
+    assert 1 <= len(pruned["intermediate_values"]) < len(complete["intermediate_values"])
+    keys = {a["key"] for a in complete["user_attrs"]}
+    assert {"average", "category.STS", "cost.train_seconds", "params.total"} <= keys
+
+    with urllib.request.urlopen(f"{dashboard}/dashboard", timeout=30) as page:
+        assert page.status == 200 and b"<html" in page.read().lower()
+
+
+def test_dashboard_shows_failed_and_pruned_trials_of_a_contract_study(dashboard: str) -> None:
+    _, detail = _study(dashboard, "dash-fixture")
+    states = [t["state"] for t in detail["trials"]]
+    assert len(states) == 12
+    assert states.count("Pruned") == 4 and states.count("Fail") == 1
+    failed = next(t for t in detail["trials"] if t["state"] == "Fail")
+    assert any(a["key"] == "error" for a in failed["user_attrs"])
 
 
 def test_all_interfaces_needs_explicit_host_and_warns(sqlite_url: str) -> None:
