@@ -92,10 +92,15 @@ def to_latex(table: AblationTable) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unfinished(row: ArmRow) -> str:
+    """``1 pruned, 1 failed``: the arm's trials that did not count, or ``""``."""
+    counts = ((row.pruned, "pruned"), (row.failed, "failed"))
+    return ", ".join(f"{n} {what}" for n, what in counts if n)
+
+
 def _seeds(row: ArmRow) -> str:
-    text = str(row.complete)
-    extra = [f"{n} {what}" for n, what in ((row.pruned, "pruned"), (row.failed, "failed")) if n]
-    return f"{text} ({', '.join(extra)})" if extra else text
+    extra = unfinished(row)
+    return f"{row.complete} ({extra})" if extra else str(row.complete)
 
 
 _TEX_ESCAPES = {

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.ablation_table import AblationTable, Cell
 from dashboards.costs import ArmCost, PruningSavings
-from dashboards.exports import arm_label, format_cell
+from dashboards.exports import arm_label, format_cell, unfinished
 from dashboards.figures import Figure
 from dashboards.records import StudyRecords, arm_of, fail_reason, seed_of
 from dashboards.significance import MIN_TASKS_FOR_SIGNIFICANCE
@@ -114,11 +114,8 @@ def _table(table: AblationTable) -> str:
     rows = []
     for row in table.rows:
         cells = "".join(_cell(row.cells[c], table.alpha) for c in table.columns)
-        seeds = f"{row.complete}" + (
-            f" <span class='delta'>({row.pruned} pruned, {row.failed} failed)</span>"
-            if row.pruned or row.failed
-            else ""
-        )
+        extra = unfinished(row)
+        seeds = f"{row.complete}" + (f" <span class='delta'>({extra})</span>" if extra else "")
         css = ' class="baseline"' if row.is_baseline else ""
         label = escape(arm_label(row))
         rows.append(f"<tr{css}><td>{label}</td>{cells}<td>{seeds}</td></tr>")
@@ -138,29 +135,43 @@ def _cell(cell: Cell, alpha: float) -> str:
 
 
 def _significance(table: AblationTable) -> str:
-    rows = []
-    for row in table.rows:
-        for column in table.columns:
-            cell = row.cells[column]
-            for test in (cell.tasks_test, cell.seeds_test):
-                if test is None:
-                    continue
-                p = "n/a" if test.p is None else f"{test.p:.4f}"
-                rows.append(
-                    f"<tr><td>{escape(row.arm)}</td><td>{escape(column)}</td>"
-                    f"<td>{escape(test.test)}</td><td>{test.n}</td><td>{p}</td>"
-                    f"<td>{escape(test.note)}</td></tr>"
-                )
+    rows = [
+        [row.arm, column, test.test, str(test.n), _p(test.p), test.note]
+        for row in table.rows
+        for column in table.columns
+        for test in (row.cells[column].tasks_test, row.cells[column].seeds_test)
+        if test is not None
+    ]
     if not rows:
-        return '<p class="note">No comparison with the baseline: it has no finished trial.</p>'
+        base = next((r for r in table.rows if r.is_baseline), None)
+        why = (
+            "no other arm has a finished trial"
+            if base is not None and base.complete
+            else "the baseline has no finished trial"
+        )
+        return f'<p class="note">No comparison with the baseline: {why}.</p>'
     return (
         "<h3>Significance vs the baseline</h3>"
         f'<p class="note">Two-sided tests. The Wilcoxon test (as in the paper) needs at least '
         f"{MIN_TASKS_FOR_SIGNIFICANCE} tasks to reach p &lt; 0.05, so the paired t-test across "
         "seeds is given too.</p>"
-        '<table id="significance" class="text"><thead><tr><th>arm</th><th>column</th><th>test</th>'
-        "<th>n</th><th>p</th><th>note</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        + _html_table("significance", ["arm", "column", "test", "n", "p", "note"], rows)
+    )
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.4f}"
+
+
+def _html_table(table_id: str, headers: list[str], rows: list[list[str]], text: bool = True) -> str:
+    """A table of plain strings (escaped here); ``text`` tables are left-aligned."""
+    css = ' class="text"' if text else ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return (
+        f'<table id="{table_id}"{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     )
 
 
@@ -179,21 +190,16 @@ def _cost_table(costs: list[ArmCost]) -> str:
     def fmt(value: float | None, digits: int = 1) -> str:
         return "—" if value is None else f"{value:,.{digits}f}"
 
-    head = (
-        "<tr><th>arm</th><th>finished</th><th>train s</th><th>eval s</th><th>load s</th>"
-        "<th>peak MB</th><th>params total</th><th>trainable</th><th>head</th></tr>"
-    )
-    rows = "".join(
-        f"<tr><td>{escape(c.arm)}</td><td>{c.complete}</td>"
-        + "".join(
-            f"<td>{fmt(c.costs[k])}</td>"
-            for k in ("train_seconds", "eval_seconds", "load_seconds", "peak_memory_mb")
-        )
-        + "".join(f"<td>{fmt(c.params[k], 0)}</td>" for k in ("total", "trainable", "head"))
-        + "</tr>"
+    headers = ["arm", "finished", "train s", "eval s", "load s", "peak MB"]
+    headers += ["params total", "trainable", "head"]
+    rows = [
+        [c.arm, str(c.complete)]
+        + [fmt(c.costs[k]) for k in ("train_seconds", "eval_seconds", "load_seconds")]
+        + [fmt(c.costs["peak_memory_mb"])]
+        + [fmt(c.params[k], 0) for k in ("total", "trainable", "head")]
         for c in costs
-    )
-    return f'<table id="costs"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+    ]
+    return _html_table("costs", headers, rows, text=False)
 
 
 def _savings(savings: PruningSavings) -> str:
@@ -220,15 +226,11 @@ def _trials(n: int) -> str:
 def _skipped(records: StudyRecords) -> str:
     if not records.skipped_arms:
         return '<p class="note">No arm was skipped.</p>'
-    rows = "".join(
-        f"<tr><td>{escape(str(s.get('arm', '?')))}</td>"
-        f"<td>{escape(str(s.get('reason', 'no reason recorded')))}</td></tr>"
+    rows = [
+        [str(s.get("arm", "?")), str(s.get("reason", "no reason recorded"))]
         for s in records.skipped_arms
-    )
-    return (
-        '<table id="skipped-arms" class="text"><thead><tr><th>arm</th><th>reason</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
-    )
+    ]
+    return _html_table("skipped-arms", ["arm", "reason"], rows)
 
 
 def _failed(records: StudyRecords) -> str:
@@ -236,36 +238,32 @@ def _failed(records: StudyRecords) -> str:
     if not failed:
         return '<p class="note">No trial failed.</p>'
     retried = {retried_from(t): t.number for t in records.trials if retried_from(t) is not None}
-    rows = "".join(
-        f"<tr><td>{t.number}</td><td>{escape(arm_of(t) or '?')}</td>"
-        f"<td>{escape(str(seed_of(t)))}</td><td>{escape(fail_reason(t))}</td>"
-        f"<td>{'trial ' + str(retried[t.number]) if t.number in retried else '—'}</td></tr>"
+    rows = [
+        [
+            *_trial_cells(t),
+            fail_reason(t),
+            f"trial {retried[t.number]}" if t.number in retried else "—",
+        ]
         for t in failed
-    )
-    return (
-        '<table id="failed-trials" class="text"><thead><tr><th>trial</th><th>arm</th><th>seed</th>'
-        f"<th>reason</th><th>retried as</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+    ]
+    return _html_table("failed-trials", ["trial", "arm", "seed", "reason", "retried as"], rows)
 
 
 def _pruned(records: StudyRecords) -> str:
     pruned = records.by_state(TrialState.PRUNED)
     if not pruned:
         return '<p class="note">No trial was pruned.</p>'
-    rows = "".join(
-        f"<tr><td>{t.number}</td><td>{escape(arm_of(t) or '?')}</td>"
-        f"<td>{escape(str(seed_of(t)))}</td>"
-        f"<td>{max(t.intermediate_values, default='—')}</td>"
-        f"<td>{_last_value(t)}</td></tr>"
-        for t in pruned
-    )
-    return (
-        '<table id="pruned-trials" class="text"><thead><tr><th>trial</th><th>arm</th><th>seed</th>'
-        f"<th>stopped at step</th><th>last score</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+    rows = [[*_trial_cells(t), *_last_report(t)] for t in pruned]
+    headers = ["trial", "arm", "seed", "stopped at step", "last score"]
+    return _html_table("pruned-trials", headers, rows)
 
 
-def _last_value(trial: FrozenTrial) -> str:
+def _trial_cells(trial: FrozenTrial) -> list[str]:
+    return [str(trial.number), arm_of(trial) or "?", str(seed_of(trial))]
+
+
+def _last_report(trial: FrozenTrial) -> list[str]:
     if not trial.intermediate_values:
-        return "—"
-    return f"{trial.intermediate_values[max(trial.intermediate_values)]:.4f}"
+        return ["—", "—"]
+    step = max(trial.intermediate_values)
+    return [str(step), f"{trial.intermediate_values[step]:.4f}"]

@@ -113,39 +113,37 @@ def _trial(
         step: 0.4 + arm.effect + 0.02 * step + rng.gauss(0, 0.003)
         for step in range(EVAL_EVERY, STEPS + 1, EVAL_EVERY)
     }
-    params = {"arm": arm.label, "seed": seed}
-    common = {"params": params, "distributions": distributions, "system_attrs": {}, "trial_id": 0}
     if seed in arm.failed_seeds:
-        curve = dict(list(curve.items())[:1])
-        return FrozenTrial(
-            number=0,
-            state=TrialState.FAIL,
-            value=None,
-            datetime_start=start,
-            datetime_complete=start + dt.timedelta(seconds=5),
-            user_attrs={"error": "RuntimeError: CUDA out of memory while building the head"},
-            intermediate_values=curve,
-            **common,
-        )
-    if seed in arm.pruned_seeds:
-        curve = dict(list(curve.items())[:2])
-        return FrozenTrial(
-            number=0,
-            state=TrialState.PRUNED,
-            value=None,
-            datetime_start=start,
-            datetime_complete=start + dt.timedelta(seconds=12),
-            user_attrs={},
-            intermediate_values=curve,
-            **common,
-        )
+        error = {"error": "RuntimeError: CUDA out of memory while building the head"}
+        state, value, attrs, reports, seconds = TrialState.FAIL, None, error, 1, 5
+    elif seed in arm.pruned_seeds:
+        state, value, attrs, reports, seconds = TrialState.PRUNED, None, {}, 2, 12
+    else:
+        result = _result(arm, seed, rng)
+        state, value, attrs = TrialState.COMPLETE, result.average, result.user_attrs()
+        reports, seconds = len(curve), 45
+    return FrozenTrial(
+        number=0,
+        trial_id=0,
+        state=state,
+        value=value,
+        datetime_start=start,
+        datetime_complete=start + dt.timedelta(seconds=seconds),
+        params={"arm": arm.label, "seed": seed},
+        distributions=distributions,
+        user_attrs=attrs,
+        system_attrs={},
+        intermediate_values=dict(list(curve.items())[:reports]),
+    )
+
+
+def _result(arm: ArmSpec, seed: int, rng: random.Random) -> TrialResult:
     scores = {t: s + arm.effect + rng.gauss(0, 0.004) for t, s in BASE_SCORES.items()}
     categories = category_means(scores, TASKS)
-    average = sum(categories.values()) / len(categories)
-    result = TrialResult(
+    return TrialResult(
         task_scores=scores,
         category_scores=categories,
-        average=average,
+        average=sum(categories.values()) / len(categories),
         costs={
             "train_seconds": 30.0 + rng.random(),
             "eval_seconds": 10.0 + rng.random(),
@@ -156,14 +154,4 @@ def _trial(
         params={"total": 22_800_000, "trainable": 150_000, "head": 90_000},
         config={"train": {"steps": STEPS, "eval_every": EVAL_EVERY}, "seed": seed},
         versions={"optuna": optuna.__version__},
-    )
-    return FrozenTrial(
-        number=0,
-        state=TrialState.COMPLETE,
-        value=average,
-        datetime_start=start,
-        datetime_complete=start + dt.timedelta(seconds=45),
-        user_attrs=result.user_attrs(),
-        intermediate_values=curve,
-        **common,
     )
