@@ -156,6 +156,8 @@ class EmbeddingModel(nn.Module):
         }
 
     def _token_ids(self, texts: list[str], prompt: str | None) -> list[list[int]]:
+        if not texts:
+            return []
         if prompt:
             texts = [prompt + text for text in texts]
         encoded = self.tokenizer(

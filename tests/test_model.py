@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from objectives.backbone import ensure_eos, load_backbone
+from objectives.backbone import ensure_eos, load_backbone, num_layers, resolve_backbone
 from objectives.config import ConfigError, LoraSettings, ModelConfig, PoolingConfig
 from objectives.model import EmbeddingModel
 from tests.tiny_models import DECODER_EOS, decoder_tokenizer, tiny_model_config
@@ -136,6 +136,7 @@ def test_encode_keeps_order_and_normalises(tiny_decoder_dir: Path) -> None:
     prompted = model.encode(texts, prompt="query: ")
     assert not np.allclose(prompted, batched, atol=1e-4)
     assert model.training  # encode() restores the mode it found
+    assert model.encode([]).shape == (0, model.dim)
 
 
 def test_bfloat16(tiny_decoder_dir: Path) -> None:
@@ -152,6 +153,17 @@ def test_unloadable_backbone_is_a_one_line_config_error(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as error:
             load_backbone(ModelConfig(backbone=name))
         assert name in str(error.value) and "\n" not in str(error.value)
+
+
+def test_backbone_names_resolve_and_report_their_depth(tiny_decoder_dir: Path) -> None:
+    minilm = resolve_backbone("minilm")
+    assert Path(minilm, "config.json").is_file()
+    assert resolve_backbone(str(tiny_decoder_dir)) == str(tiny_decoder_dir)
+    assert (
+        resolve_backbone("Qwen/Qwen2-0.5B") == "Qwen/Qwen2-0.5B"
+    )  # online users' ids pass through
+    assert num_layers("minilm") == 6
+    assert num_layers(str(tiny_decoder_dir)) == 4
 
 
 def test_decoder_tokenizers_end_with_one_eos(tiny_decoder_dir: Path) -> None:
