@@ -117,7 +117,7 @@ def importance_figures(records: StudyRecords) -> list[Figure]:
             figures.append(Figure(title, None, f"not every finished trial scored {column}"))
             continue
         fig = _importance(records.study, column, varying)
-        fig.update_layout(title={"text": title, "y": 0.98}, height=320, margin={"t": 80, "b": 40})
+        fig.update_layout(title={"text": column, "x": 0.02}, height=320, margin={"t": 50, "b": 40})
         figures.append(Figure(title, fig))
     return figures
 

@@ -60,6 +60,9 @@ def render(content: ReportContent) -> str:
         _section("Learning curves", _figure(content.curves)),
         _section(
             "Parameter importance",
+            '<p class="note">fANOVA importance (optuna, fixed seed) of each parameter for each '
+            "column, over finished trials; a large share for seed means the arms differ less "
+            "than seed-to-seed noise.</p>"
             '<div class="grid">' + "".join(_figure(f) for f in content.importances) + "</div>",
         ),
         _section(
