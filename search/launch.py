@@ -9,18 +9,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+import optuna
 import ray
 
 from objectives.config import ConfigError
 from objectives.presets import PRESETS
 from objectives.variants import VARIANTS
 from search import runner, space
-from search.plans import STUDIES, PlanError, get_plan, load_plan
+from search.plans import STUDIES, Plan, PlanError, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageError, StorageSettings, open_storage, redact, resolve_url
 
@@ -101,95 +103,115 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class Launch:
+    """A validated launch: what to run and where; built before anything is written."""
+
+    args: argparse.Namespace
+    plan: Plan
+    arms: space.Arms
+    settings: space.Settings
+    name: str
+    url: str
+    storage_settings: StorageSettings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        plan = load_plan(args.plan) if args.plan else get_plan(args.study)
-        if args.seeds:
-            plan = replace(plan, seeds=args.seeds)
-        settings = space.Settings(
-            preset=args.preset,
-            base=args.base,
-            model=args.model,
-            tasks_dir=_tasks_dir(args.tasks_dir),
-            changes=tuple(_parse_set(item) for item in args.changes),
-        )
-        arms = space.resolve_arms(plan, settings)
-        name = args.study_name or space.default_study_name(plan, settings)
+        launch = _validate(args)
         if args.dry_run:
-            describe_plan(plan, arms, name)
+            describe_plan(launch.plan, launch.arms, launch.name)
             return 0
-        url = resolve_url(args.storage)
-        storage_settings = StorageSettings(
-            heartbeat_interval=max(1, min(30, args.grace_period // 4)),
-            grace_period=args.grace_period,
-        )
-        storage = open_storage(url, storage_settings)
-        _start_ray(args.address)
+        storage = open_storage(launch.url, launch.storage_settings)
+        return _run(launch, storage)
     except (PlanError, ConfigError, StorageError, LaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    try:
-        return _run(args, plan, arms, settings, name, url, storage, storage_settings)
-    finally:
-        ray.shutdown()
 
 
-def _run(
-    args: argparse.Namespace,
-    plan: Any,
-    arms: space.Arms,
-    settings: space.Settings,
-    name: str,
-    url: str,
-    storage: Any,
-    storage_settings: StorageSettings,
-) -> int:
-    try:
-        study = space.prepare_study(storage, name, plan, arms, settings)
-    except PlanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    added = space.enqueue_missing(study, plan, arms)
-    describe_plan(plan, arms, name)
-    print(f"storage {redact(url)}: {len(added)} trials queued now", flush=True)
-    resources = runner.Resources(
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent or _default_concurrency(args.cpus_per_trial),
+def _validate(args: argparse.Namespace) -> Launch:
+    plan = load_plan(args.plan) if args.plan else get_plan(args.study)
+    if args.seeds:
+        plan = replace(plan, seeds=args.seeds)
+    settings = space.Settings(
+        preset=args.preset,
+        base=args.base,
+        model=args.model,
+        tasks_dir=_tasks_dir(args.tasks_dir),
+        changes=tuple(_parse_set(item) for item in args.changes),
     )
-    job = runner.Job(
-        study_name=name,
-        storage_url=url,
-        settings=storage_settings,
+    arms = space.resolve_arms(plan, settings)
+    if args.address and args.address != "auto" and not args.dry_run:
+        _probe_ray(args.address)  # before the storage, which SQLite would create
+    return Launch(
+        args=args,
         plan=plan,
-        configs=runner.job_configs(arms.configs, args.cpus_per_trial),
-        pruner=args.pruner,
-        prune_after=args.prune_after,
+        arms=arms,
+        settings=settings,
+        name=args.study_name or space.default_study_name(plan, settings),
+        url=resolve_url(args.storage),
+        storage_settings=StorageSettings(
+            heartbeat_interval=max(1, min(30, args.grace_period // 4)),
+            grace_period=args.grace_period,
+        ),
     )
-    progress = LiveProgress(study, plan, arms)
+
+
+def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
+    plan, arms = launch.plan, launch.arms
+    study = space.prepare_study(storage, launch.name, plan, arms, launch.settings)
+    added = space.enqueue_missing(study, plan, arms)
+    describe_plan(plan, arms, launch.name)
+    print(f"storage {redact(launch.url)}: {len(added)} trials queued now", flush=True)
     code = 0
-    try:
-        tracker = runner.run_study(storage, study, job, resources, on_change=progress.update)
-    except runner.Interrupted:
-        code = EXIT_INTERRUPTED
-    finally:
-        progress.close()
-    if code == 0:
-        failed = [o for o in tracker.outcomes if o.state == "FAIL"]
-        for outcome in failed:
-            print(f"trial {outcome.trial_id} failed: {outcome.error}", file=sys.stderr)
-        missing = space.shortfall(study, plan, arms, space.FINISHED)
-        code = EXIT_FAILED if missing else 0
-    print_table(name, url)
+    if study.get_trials(deepcopy=False, states=space.PENDING):  # no Ray when all is done
+        code = _execute(launch, storage, study)
+    if code == 0 and space.shortfall(study, plan, arms, space.FINISHED):
+        code = EXIT_FAILED
+    print_table(launch.name, launch.url)
     if code == EXIT_INTERRUPTED:
         print("interrupted: finished trials are kept; relaunch the same command to resume")
     elif code == EXIT_FAILED:
         print("some cells have no finished trial; relaunch the same command to retry them")
-    print(f"next: python -m dashboards.serve --storage '{redact(url)}'")
+    where = f"--storage '{redact(launch.url)}'"
+    print(f"next: python -m dashboards.serve {where}")
+    print(f"      python -m dashboards.report --study '{launch.name}' {where}")
     return code
+
+
+def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.Study) -> int:
+    """Run the queued trials on Ray with live progress; 130 on Ctrl-C, else 0."""
+    args = launch.args
+    _start_ray(args.address)
+    progress = LiveProgress(study, launch.plan, launch.arms)
+    try:
+        resources = runner.Resources(
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            max_concurrent=args.max_concurrent or _default_concurrency(args.cpus_per_trial),
+        )
+        job = runner.Job(
+            study_name=launch.name,
+            storage_url=launch.url,
+            settings=launch.storage_settings,
+            plan=launch.plan,
+            configs=runner.job_configs(launch.arms.configs, args.cpus_per_trial),
+            pruner=args.pruner,
+            prune_after=args.prune_after,
+        )
+        tracker = runner.run_study(storage, study, job, resources, on_change=progress.update)
+    except runner.Interrupted:
+        return EXIT_INTERRUPTED
+    finally:
+        progress.close()
+        ray.shutdown()
+    for outcome in tracker.outcomes:
+        if outcome.state == "FAIL":
+            print(f"trial {outcome.trial_id} failed: {outcome.error}", file=sys.stderr)
+    return 0
 
 
 def _start_ray(address: str | None) -> None:
@@ -206,6 +228,19 @@ def _start_ray(address: str | None) -> None:
         raise LaunchError(
             f"cannot reach Ray at '{address}' ({runner.one_line(exc)}); start it with "
             "`ray start --head` or fix --address (leave it out for a private local Ray)"
+        ) from None
+
+
+def _probe_ray(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a dead address; ``ray.init`` itself retries for minutes."""
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise LaunchError(
+            f"cannot reach Ray at '{address}' ({exc}); start it with `ray start --head` "
+            "or fix --address as HOST:PORT (leave it out for a private local Ray)"
         ) from None
 
 

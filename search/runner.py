@@ -112,7 +112,7 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             arm, seed = space.suggest_cell(trial, [a.label for a in job.plan.arms], job.plan.seeds)
             tuned = space.suggest_tunables(trial, job.plan)
             config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
-            result = _trial_function(job.trial_function)(config, _reporter(trial))
+            result = _trial_function(job.trial_function)(config, _reporter(trial), progress=False)
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=TrialState.PRUNED)
             return Outcome(trial_id, "PRUNED", frozen.value, node)

@@ -1,0 +1,45 @@
+"""Shared pieces of the search-service tests: a lean smoke launch and reading a study back."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+# Smoke preset, one seed, a 4-task eval covering every category on 32 texts per task.
+LEAN = [
+    "--preset",
+    "smoke",
+    "--seeds",
+    "1",
+    "--set",
+    "eval.max_texts=32",
+    "--set",
+    "eval.tasks=SICK-R,SciFactSubset,Banking77Classification,Banking77Intents",
+]
+CATEGORY_KEYS = (
+    "category.STS",
+    "category.Retrieval",
+    "category.Classification",
+    "category.Clustering",
+)
+
+
+def lean_args(tasks_dir: Path, storage: str, *extra: str) -> list[str]:
+    return [*LEAN, "--tasks-dir", str(tasks_dir), "--storage", storage, *extra]
+
+
+def trials(url: str, name: str) -> list[FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=True)
+
+
+def by_cell(
+    found: list[FrozenTrial], state: TrialState
+) -> dict[tuple[str, int], list[FrozenTrial]]:
+    cells: dict[tuple[str, int], list[FrozenTrial]] = defaultdict(list)
+    for trial in found:
+        if trial.state == state:
+            cells[(trial.params["arm"], trial.params["seed"])].append(trial)
+    return dict(cells)
