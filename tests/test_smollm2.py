@@ -141,3 +141,100 @@ def test_real_decoder_attention_mode_through_the_loader(smollm2_dir: str, attent
         assert earlier > 1e-2, (
             f"bidirectional: earlier states did not see the later token ({earlier})"
         )
+
+
+# Every paper variant and ablation knob, built on the real 30-layer decoder (small head, short texts).
+_KNOB_CASES = {
+    "model1 eos causal, default LoRA targets": ("model1", {}),
+    "model2 last-layer causal": ("model2", {}),
+    "model3 multi-layer causal, first third, mean summary, head only": (
+        "model3",
+        {
+            "model.pooling.layers": "first_third",
+            "model.pooling.layer_summary": "mean",
+            "model.lora": None,
+        },
+    ),
+    "model4 last-layer bidirectional, bfloat16": ("model4", {"model.dtype": "bfloat16"}),
+    "model5 multi-layer bidirectional, top 16, W off, eos summary": (
+        "model5",
+        {
+            "model.pooling.layers": "top_k:16",
+            "model.pooling.layer_weights": False,
+            "model.pooling.layer_summary": "eos",
+        },
+    ),
+    "mean pooling, bidirectional": ("model4", {"model.pooling.kind": "mean"}),
+}
+
+
+@pytest.mark.parametrize("case", list(_KNOB_CASES))
+def test_variants_and_knobs_train_on_the_real_decoder(smollm2_dir: str, case: str) -> None:
+    from objectives.config import TrialConfig, override
+    from objectives.model import EmbeddingModel
+    from objectives.variants import apply_variant
+
+    variant, knobs = _KNOB_CASES[case]
+    small = {
+        "model.backbone": "smollm2-135m",
+        "model.max_length": 16,
+        "model.pooling.heads": 2,
+        "model.pooling.head_dim": 16,
+        "model.pooling.n_latents": 2,
+        "model.lora.r": 2,
+    }
+    config = override(apply_variant(override(TrialConfig(), small), variant), knobs).model
+    model = EmbeddingModel.build(config, seed=0)
+    texts = ["a man plays a guitar", "the stock market fell sharply today"]
+    embeddings = model(model.tokenize(texts))
+    assert embeddings.shape == (2, 576)
+    assert torch.isfinite(embeddings).all()
+    assert torch.allclose(embeddings.float().norm(dim=-1), torch.ones(2), atol=1e-2)
+    (embeddings[0] @ embeddings[1]).backward()
+    trainable = [p for group in model.parameter_groups().values() for p in group]
+    assert trainable, "something must train"
+    groups = model.parameter_groups()
+    assert bool(groups["backbone"]) == (config.lora is not None), "LoRA trains iff configured"
+    for part, params in groups.items():
+        if params:
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), part
+    if config.pooling.kind == "multi_layer":
+        assert model.head.layers == resolve_layers(config.pooling.layers, 30)
+    if config.pooling.kind == "eos":
+        # EOS pooling reads the appended EOS: a text alone and right-padded in a batch agree.
+        alone = model.encode(texts[:1])
+        batched = model.encode(texts)
+        assert abs(float(alone[0] @ batched[0]) - 1.0) < 1e-4
+
+
+@pytest.mark.slow
+def test_short_real_fine_tune_through_run_trial(smollm2_dir: str, tasks_dir: Path) -> None:
+    """The ``cpu-decoder`` preset shrunk to two steps: the real decoder trains, reports and scores."""
+    from objectives.presets import preset_config
+    from objectives.trial import run_trial
+    from objectives.variants import apply_variant
+
+    shrink = {
+        "eval.tasks_dir": str(tasks_dir),
+        "eval.tasks": "STSBenchmark,ArxivTitles",
+        "eval.max_texts": 24,
+        "model.max_length": 16,
+        "model.pooling.layers": "top_k:8",
+        "train.steps": 2,
+        "train.batch_size": 2,
+        "train.eval_every": 1,
+        "train.warmup_steps": 1,
+        "train.dev_pairs": 8,
+        "train.dev_queries": 4,
+        "threads": 1,
+    }
+    config = apply_variant(preset_config("cpu-decoder", shrink), "model3")
+    reports: list[tuple[int, float]] = []
+    result = run_trial(config, report=lambda step, score: reports.append((step, score)))
+    assert [step for step, _ in reports] == [1, 2]
+    assert result.intermediate == reports
+    assert set(result.task_scores) == {"STSBenchmark", "ArxivTitles"}
+    assert all(-1.0 <= score <= 1.0 for score in result.task_scores.values())
+    assert result.config["model"]["backbone"] == "smollm2-135m"
+    assert result.params["head"] > 0 and result.params["trainable"] > result.params["head"]
+    assert result.costs["train_seconds"] > 0 and result.costs["eval_texts_per_second"] > 0
