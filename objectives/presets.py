@@ -32,20 +32,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "threads": 1,
     },
     # Minutes per trial on 2 CPU cores with the packaged MiniLM: the offline default of a study.
+    # Measured (benchmarks/trial_cost.py, busy 2-core box): 30 steps of 16 pairs take 0.8 min
+    # (8x512 head) to 3.3 min (32x2048, the baseline arm) and 10 min (64x4096); evaluating
+    # 400 texts per task takes about half a minute. One torch thread: under load, two threads
+    # ran a MiniLM step up to 13x slower (oversubscription).
     "cpu": {
         "model.backbone": "minilm",
         "model.max_length": 64,
-        "model.pooling.n_latents": 16,
-        "train.steps": 40,
+        "model.pooling.n_latents": 8,
+        "train.steps": 30,
         "train.batch_size": 16,
         "train.grad_accum": 1,
         "train.lr": 1e-4,
-        "train.warmup_steps": 4,
+        "train.warmup_steps": 3,
         "train.eval_every": 10,
         "train.dev_pairs": 200,
         "train.dev_queries": 50,
-        "eval.max_texts": 600,
+        "eval.max_texts": 400,
         "eval.batch_size": 64,
+        "threads": 1,
     },
     # A real decoder LLM offline on 2 CPU cores: SmolLM2-135M (30 layers, width 576; objectives/
     # smollm2.py), for the decoder ablations (EOS pooling, causal vs bidirectional, thirds, top-K).

@@ -1,0 +1,110 @@
+"""Local MTEB tasks: read from the tasks directory, subsampled as documented, bad files refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from objectives.config import ConfigError, EvalConfig
+from objectives.tasks import TASKS, TaskDataError, load_tasks, resolve_tasks_dir, task_category
+
+
+def _split(task, name="test"):
+    return task.dataset["default"][name]
+
+
+def test_every_registered_task_loads_with_the_documented_caps(tasks_dir: Path) -> None:
+    config = EvalConfig(tasks=tuple(TASKS), tasks_dir=str(tasks_dir), max_texts=60)
+    tasks = {t.metadata.name: t for t in load_tasks(config)}
+    assert list(tasks) == list(TASKS)
+    assert {n: task_category(t) for n, t in tasks.items()} == {
+        n: s.category for n, s in TASKS.items()
+    }
+
+    for name in ("SICK-R", "STS14", "STSBenchmark"):
+        assert len(_split(tasks[name])) == 30  # max_texts // 2 pairs
+    retrieval = _split(tasks["SciFactSubset"])
+    assert len(retrieval["queries"]) == 12  # max_texts // 5
+    corpus_ids = set(retrieval["corpus"]["id"])
+    assert len(retrieval["queries"]) + len(corpus_ids) == 60
+    assert set(retrieval["relevant_docs"]) == set(retrieval["queries"]["id"])
+    for docs in retrieval["relevant_docs"].values():
+        assert set(docs) <= corpus_ids  # every query keeps its relevant documents
+    banking = tasks["Banking77Classification"]
+    assert len(_split(banking, "train")) == len(_split(banking, "test")) == 60
+    assert banking.samples_per_label == config.samples_per_label
+    assert len(_split(tasks["Banking77Intents"])) == len(_split(tasks["ArxivTitles"])) == 60
+    assert tasks["SciFactSubset"].metadata.main_score == "ndcg_at_10"
+    assert tasks["SICK-R"].metadata.main_score == "cosine_spearman"
+
+
+def test_subsample_is_the_same_for_every_trial_and_uncapped_reads_all(tasks_dir: Path) -> None:
+    capped = EvalConfig(tasks=("SICK-R",), tasks_dir=str(tasks_dir), max_texts=40)
+    first, second = (_split(load_tasks(capped)[0])["sentence1"] for _ in range(2))
+    assert first == second
+    full = load_tasks(EvalConfig(tasks=("SICK-R",), tasks_dir=str(tasks_dir)))[0]
+    assert len(_split(full)) == 4927
+
+
+def test_tasks_dir_comes_from_the_environment(
+    tasks_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ABLATION_TASKS_DIR", str(tasks_dir))
+    assert resolve_tasks_dir(None) == tasks_dir.resolve()
+    monkeypatch.delenv("ABLATION_TASKS_DIR")
+    assert resolve_tasks_dir(None) is None  # online: MTEB task names
+    with pytest.raises(TaskDataError, match="does not exist"):
+        resolve_tasks_dir(str(tasks_dir / "nowhere"))
+
+
+def test_unknown_local_task_is_a_config_error(tasks_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown local task 'NoSuchTask'"):
+        load_tasks(EvalConfig(tasks=("NoSuchTask",), tasks_dir=str(tasks_dir)))
+
+
+def _write(path: Path, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _sts_row(score: object = 3.0) -> str:
+    return json.dumps({"sentence1": "a cat", "sentence2": "a dog", "score": score})
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ('{"sentence1": "a", "sentence2": "b", "score": 1', "invalid JSON"),
+        (json.dumps({"sentence1": "a", "score": 1.0}), "missing field 'sentence2'"),
+        (_sts_row("high"), "field 'score' has the wrong type"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_malformed_task_file_names_file_and_line(
+    tmp_path: Path, bad_line: str, message: str
+) -> None:
+    path = tmp_path / "sts" / "SICK-R" / "test.jsonl"
+    _write(path, [_sts_row(), _sts_row(), bad_line])
+    with pytest.raises(TaskDataError) as error:
+        load_tasks(EvalConfig(tasks=("SICK-R",), tasks_dir=str(tmp_path)))
+    assert f"{path}:3: {message}" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_task_file_and_dangling_qrels_are_named(tmp_path: Path) -> None:
+    with pytest.raises(TaskDataError, match=r"sts/STS14/test.jsonl: file not found"):
+        load_tasks(EvalConfig(tasks=("STS14",), tasks_dir=str(tmp_path)))
+    folder = tmp_path / "retrieval" / "SciFactSubset"
+    _write(folder / "corpus.jsonl", [json.dumps({"id": "d1", "text": "doc"})])
+    _write(folder / "queries.jsonl", [json.dumps({"id": "q1", "text": "query"})])
+    _write(
+        folder / "qrels.jsonl",
+        [
+            json.dumps({"query_id": "q1", "doc_id": "d1", "score": 1}),
+            json.dumps({"query_id": "q1", "doc_id": "d9", "score": 1}),
+        ],
+    )
+    with pytest.raises(TaskDataError, match=r"qrels.jsonl:2: doc_id 'd9' is not in corpus.jsonl"):
+        load_tasks(EvalConfig(tasks=("SciFactSubset",), tasks_dir=str(tmp_path)))
