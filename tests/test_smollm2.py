@@ -238,3 +238,41 @@ def test_short_real_fine_tune_through_run_trial(smollm2_dir: str, tasks_dir: Pat
     assert result.config["model"]["backbone"] == "smollm2-135m"
     assert result.params["head"] > 0 and result.params["trainable"] > result.params["head"]
     assert result.costs["train_seconds"] > 0 and result.costs["eval_texts_per_second"] > 0
+
+
+@pytest.mark.parametrize(
+    ("study", "expected"),
+    [
+        (
+            "top-k-layers",
+            {
+                "top-4": range(27, 31),
+                "top-8": range(23, 31),
+                "top-16": range(15, 31),
+                "all": range(1, 31),
+            },
+        ),
+        (
+            "layer-range",
+            {
+                "first-third": range(1, 11),
+                "middle-third": range(11, 21),
+                "last-third": range(21, 31),
+                "all": range(1, 31),
+            },
+        ),
+    ],
+)
+def test_layer_studies_keep_every_arm_on_the_30_layer_preset(
+    smollm2_dir: str, study: str, expected: dict[str, range]
+) -> None:
+    """On SmolLM2 no layer arm is impossible or a duplicate, unlike on the 6-layer MiniLM."""
+    from search.plans import get_plan
+    from search.space import Settings, resolve_arms
+
+    arms = resolve_arms(get_plan(study), Settings(preset="cpu-decoder"))
+    assert arms.skipped == [] and arms.num_layers == 30
+    assert arms.base.model.backbone == "smollm2-135m"
+    for label, layers in expected.items():
+        rule = arms.configs[label].model.pooling.layers
+        assert resolve_layers(rule, arms.num_layers) == tuple(layers)
