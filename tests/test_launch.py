@@ -1,0 +1,142 @@
+"""``python -m search.launch`` end to end: real local Ray, real storages, the real smoke trial."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from search.launch import main
+from tests.search_helpers import CATEGORY_KEYS, by_cell, lean_args, trials
+
+REPO = Path(__file__).resolve().parent.parent
+STUDY = "layer-weights.smoke.model5"
+LAUNCH = [sys.executable, "-m", "search.launch"]
+
+
+def _assert_one_complete_trial_per_cell(url: str, name: str, cells: set[tuple[str, int]]) -> None:
+    found = trials(url, name)
+    complete = by_cell(found, TrialState.COMPLETE)
+    assert set(complete) == cells
+    assert all(len(t) == 1 for t in complete.values())
+    for (trial,) in complete.values():
+        assert set(trial.params) == {"arm", "seed"}
+        assert all(key in trial.user_attrs for key in CATEGORY_KEYS)
+        assert trial.value == pytest.approx(trial.user_attrs["average"])
+        assert trial.user_attrs["config"]["seed"] == trial.params["seed"]
+        assert trial.user_attrs["node"]
+        assert trial.intermediate_values  # the pruning signal landed in the study
+
+
+def test_smoke_study_end_to_end_on_sqlite(tasks_dir: Path, sqlite_url: str, capsys) -> None:
+    assert main(["--study", "layer-weights", *lean_args(tasks_dir, sqlite_url)]) == 0
+    _assert_one_complete_trial_per_cell(sqlite_url, STUDY, {("W on", 0), ("W off", 0)})
+    out = capsys.readouterr().out
+    assert "W on (baseline)" in out and "W off" in out  # the ablation table
+    assert "python -m dashboards.serve --storage" in out
+
+    # A relaunch finds every cell done: nothing queued, nothing re-run, no Ray started.
+    assert main(["--study", "layer-weights", *lean_args(tasks_dir, sqlite_url)]) == 0
+    assert "0 trials queued now" in capsys.readouterr().out
+    assert len(trials(sqlite_url, STUDY)) == 2
+
+
+@pytest.mark.postgres
+def test_smoke_study_end_to_end_on_postgresql_two_at_a_time(
+    tasks_dir: Path, postgres_url: str
+) -> None:
+    args = lean_args(tasks_dir, postgres_url, "--max-concurrent", "2")
+    assert main(["--study", "layer-weights", *args]) == 0
+    _assert_one_complete_trial_per_cell(postgres_url, STUDY, {("W on", 0), ("W off", 0)})
+
+
+def test_the_weak_arm_is_pruned_with_its_intermediate_values(
+    tasks_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    plan = tmp_path / "tokens.yaml"
+    plan.write_text(
+        "name: tokens\nbaseline: 32 tokens\narms:\n"
+        "  - {label: 32 tokens, overrides: {}}\n"
+        "  - {label: 4 tokens, overrides: {model.max_length: 4}}\n"  # clearly weaker signal
+    )
+    args = lean_args(tasks_dir, sqlite_url, "--set", "train.steps=6", "--max-concurrent", "1")
+    assert main(["--plan", str(plan), *args, "--pruner", "median", "--prune-after", "1"]) == 0
+    found = trials(sqlite_url, "tokens.smoke.model5")
+    (full,) = by_cell(found, TrialState.COMPLETE)[("32 tokens", 0)]
+    (weak,) = by_cell(found, TrialState.PRUNED)[("4 tokens", 0)]
+    assert sorted(full.intermediate_values) == [2, 4, 6]
+    assert 0 < len(weak.intermediate_values) < len(full.intermediate_values)
+    assert weak.value == weak.intermediate_values[max(weak.intermediate_values)]
+    assert "category.STS" not in weak.user_attrs  # a pruned trial never scores as an arm
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--study", "cross-attn"], "unknown study 'cross-attn'"),
+        (["--study", "layer-weights", "--seeds", "0"], "--seeds: '0' is not an integer >= 1"),
+        (["--study", "layer-weights", "--preset", "huge"], "argument --preset: invalid choice"),
+        (["--study", "layer-weights", "--cpus-per-trial", "-1"], "is not a number > 0"),
+        (["--study", "layer-weights", "--set", "train.steps"], "must look like PATH=VALUE"),
+        (["--study", "layer-weights", "--set", "train.stepz=3"], "unknown config field"),
+        (["--study", "layer-weights", "--tasks-dir", "/no/such/dir"], "does not exist"),
+        (["--study", "layer-weights", "--address", "127.0.0.1:9"], "cannot reach Ray"),
+        (
+            ["--study", "layer-weights", "--storage", "postgresql://u:hunter2@127.0.0.1:9/db"],
+            "cannot reach PostgreSQL at 127.0.0.1:9",
+        ),
+        (["--study", "layer-weights", "--storage", "mysql://h/db"], "is not supported"),
+        (["--plan", "missing.yaml"], "plan file 'missing.yaml' does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    argv: list[str], fragment: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default storage would be ./studies.db
+    with pytest.raises(SystemExit) as exited:
+        sys.exit(main(argv))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+    assert "hunter2" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_prints_cells_and_skipped_arms_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "studies.db"
+    done = subprocess.run(
+        [
+            *LAUNCH,
+            "--study",
+            "top-k-layers",
+            "--preset",
+            "smoke",
+            "--dry-run",
+            "--storage",
+            str(db),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "arm 'top-4': model.pooling.layers=top_k:4; seeds [0, 1, 2]" in done.stdout
+    assert "skipped arm 'top-16': top_k:16 needs 16 layers but the backbone has 6" in done.stdout
+    assert "6 trials (2 arms x 3 seeds)" in done.stdout
+    assert not db.exists()
+
+
+def test_help_lists_every_study_in_one_line() -> None:
+    done = subprocess.run(
+        [*LAUNCH, "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for name in ("pooling-attention", "layer-range", "top-k-layers", "cross-attn-width"):
+        assert any(line.strip().startswith(name) for line in done.stdout.splitlines())

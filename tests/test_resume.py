@@ -1,0 +1,88 @@
+"""Resume and faults: a SIGKILLed launcher loses no finished trial, and a relaunch completes the study.
+
+The launcher runs as a real subprocess in its own session so that it, its local Ray and its workers
+can be killed (and cleaned up) exactly as a crash would, without touching anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from tests.search_helpers import by_cell, lean_args, trials
+
+REPO = Path(__file__).resolve().parent.parent
+STUDY = "layer-weights.smoke.model5"
+
+
+def _launch(tasks_dir: Path, url: str, log: Path) -> subprocess.Popen:
+    args = lean_args(tasks_dir, url, "--max-concurrent", "1", "--grace-period", "4")
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.launch", "--study", "layer-weights", *args],
+        cwd=REPO,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the launcher, its Ray, its workers
+    )
+
+
+def _states(url: str) -> list[TrialState]:
+    try:
+        return [t.state for t in optuna.load_study(study_name=STUDY, storage=url).trials]
+    except KeyError:  # not created yet
+        return []
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
+    tasks_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    first = _launch(tasks_dir, sqlite_url, tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 240
+        # Kill once the first cell is COMPLETE and the second one is RUNNING.
+        while not (
+            TrialState.COMPLETE in _states(sqlite_url) and TrialState.RUNNING in _states(sqlite_url)
+        ):
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the first launch never got going"
+            time.sleep(0.5)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        time.sleep(2)  # let Ray notice its driver died, then reap what is left of that crash
+        _kill_group(first)
+    before = {t.number: t for t in trials(sqlite_url, STUDY) if t.state == TrialState.COMPLETE}
+    killed = [t for t in trials(sqlite_url, STUDY) if t.state == TrialState.RUNNING]
+    assert len(before) == 1 and len(killed) == 1
+
+    second = _launch(tasks_dir, sqlite_url, tmp_path / "second.log")
+    try:
+        assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    finally:
+        _kill_group(second)
+
+    found = trials(sqlite_url, STUDY)
+    complete = by_cell(found, TrialState.COMPLETE)
+    assert set(complete) == {("W on", 0), ("W off", 0)}
+    assert all(len(cell) == 1 for cell in complete.values())  # no duplicate arm x seed
+    for number, trial in before.items():  # nothing finished was lost or changed
+        assert found[number].state == TrialState.COMPLETE
+        assert found[number].value == trial.value
+    dead = found[killed[0].number]
+    assert dead.state == TrialState.FAIL  # the heartbeat failed it after the grace period ...
+    retry = next(t for t in found if t.system_attrs.get("failed_trial") == dead.number)
+    assert retry.state == TrialState.COMPLETE  # ... and the same cell was re-run
+    assert retry.params == dead.params
