@@ -17,6 +17,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from search import runner, space
+from search.plans import get_plan
+from storage import open_storage
 from tests.search_helpers import by_cell, lean_args, trials
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,3 +89,25 @@ def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
     retry = next(t for t in found if t.system_attrs.get("failed_trial") == dead.number)
     assert retry.state == TrialState.COMPLETE  # ... and the same cell was re-run
     assert retry.params == dead.params
+
+
+def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlite_url: str) -> None:
+    plan = get_plan("layer-weights")
+    settings = space.Settings(preset="smoke")
+    arms = space.resolve_arms(plan, settings)
+    storage = open_storage(sqlite_url)
+    study = space.prepare_study(storage, "s", plan, arms, settings)
+    space.enqueue_missing(study, plan, arms)
+    trial_id = runner.pop_waiting(storage, storage.get_study_id_from_name("s"))
+    trial = optuna.Trial(study, trial_id)
+    space.suggest_cell(trial, [a.label for a in plan.arms], plan.seeds)
+
+    runner.fail_and_retry(storage, study, trial_id, "worker died: WorkerCrashedError: gone")
+
+    dead = storage.get_trial(trial_id)
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["error"] == "worker died: WorkerCrashedError: gone"
+    retry = next(t for t in study.get_trials() if t.system_attrs.get("failed_trial") == dead.number)
+    assert retry.state == TrialState.WAITING and retry.params == dead.params
+    assert "error" not in retry.user_attrs  # the re-run starts clean
+    assert space.enqueue_missing(study, plan, arms) == []  # the queued retry covers the cell
