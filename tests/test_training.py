@@ -1,0 +1,121 @@
+"""Training: the InfoNCE definition, seeded batches, held-out dev pairs, and that it learns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from objectives.config import EvalConfig, TrainConfig
+from objectives.data import Pair, batches, cap_pairs, load_pairs, normalise, split_dev
+from objectives.evaluation import CachedEncoder, evaluate
+from objectives.loss import info_nce
+from objectives.model import EmbeddingModel
+from objectives.presets import preset_config
+from objectives.tasks import TaskDataError, load_tasks
+from objectives.training import train
+from tests.tiny_models import tiny_model_config
+
+
+def test_info_nce_is_cross_entropy_over_positives_then_negatives() -> None:
+    generator = torch.Generator().manual_seed(0)
+    q, p, n = (torch.randn(shape, generator=generator) for shape in ((3, 5), (3, 5), (2, 5)))
+    unit = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in (q.numpy(), p.numpy(), n.numpy())]
+    logits = 20.0 * unit[0] @ np.concatenate(unit[1:]).T
+    expected = np.mean([np.log(np.exp(row).sum()) - row[i] for i, row in enumerate(logits)])
+    assert info_nce(q, p, n, scale=20.0).item() == pytest.approx(expected, rel=1e-5)
+    # Without negatives only the in-batch positives compete, so the loss can only be lower.
+    assert info_nce(q, p, None).item() < info_nce(q, p, n).item()
+    assert info_nce(q, p, n[:0]).item() == pytest.approx(info_nce(q, p).item())
+
+
+def _pairs(count: int) -> list[Pair]:
+    return [
+        Pair(f"q{i}", f"p{i % (count // 2)}", f"n{i}" if i % 3 == 0 else None) for i in range(count)
+    ]
+
+
+def test_batches_are_seeded_and_never_repeat_a_text_within_a_batch() -> None:
+    pairs = _pairs(40)  # every positive appears twice
+    first = [next(stream) for stream in [batches(pairs, 8, seed=1)] for _ in range(10)]
+    again = [next(stream) for stream in [batches(pairs, 8, seed=1)] for _ in range(10)]
+    other = [next(stream) for stream in [batches(pairs, 8, seed=2)] for _ in range(10)]
+    assert first == again and first != other
+    for batch in first:
+        assert len(batch) == 8
+        assert len({p.positive for p in batch}) == 8 and len({p.query for p in batch}) == 8
+
+
+def test_dev_pairs_are_held_out_and_disjoint_from_evaluated_texts() -> None:
+    pairs = _pairs(60)
+    exclude = {normalise("Q1"), normalise("p2")}
+    train_pairs, dev = split_dev(pairs, 10, exclude)
+    assert len(dev) == 10 and len(train_pairs) == 50
+    assert not set(dev) & set(train_pairs)
+    assert all(p.query != "q1" and p.positive != "p2" for p in dev)
+    assert split_dev(pairs, 10, exclude) == (train_pairs, dev)  # the same for every trial
+    assert cap_pairs(train_pairs, 20) == cap_pairs(train_pairs, 20)
+    assert len(cap_pairs(train_pairs, 20)) == 20
+
+
+def test_pairs_file_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    good = json.dumps({"query": "a", "positive": "b", "negative": "c", "source": "x"})
+    path.write_text(f"{good}\n" + json.dumps({"query": "a", "positive": "b", "negative": 3}) + "\n")
+    with pytest.raises(TaskDataError, match=r"pairs.jsonl:2: field 'negative' has the wrong type"):
+        load_pairs(str(path))
+    path.write_text(f"{good}\n" + json.dumps({"query": "a", "source": "x"}) + "\n")
+    with pytest.raises(TaskDataError, match=r"pairs.jsonl:2: missing field 'positive'"):
+        load_pairs(str(path))
+    path.write_text(good + "\n" + json.dumps({"query": "d", "positive": "e"}) + "\n")
+    assert load_pairs(str(path)) == [Pair("a", "b", "c"), Pair("d", "e", None)]
+
+
+def test_reports_fall_on_eval_every_and_the_last_step_and_training_is_seeded(
+    tiny_encoder_dir: Path,
+) -> None:
+    torch.set_num_threads(1)
+    config = TrainConfig(steps=5, batch_size=4, grad_accum=2, eval_every=2, warmup_steps=1, lr=1e-3)
+    pairs = _pairs(40)
+    states = []
+    for _ in range(2):
+        model = EmbeddingModel.build(tiny_model_config(tiny_encoder_dir), seed=3)
+        torch.manual_seed(3)
+        steps: list[int] = []
+        stats = train(model, pairs, config, seed=3, on_step=steps.append, progress=False)
+        assert steps == [2, 4, 5]
+        assert stats.pairs == 5 * 2 * 4 and stats.steps == 5
+        states.append(torch.cat([p.detach().flatten() for p in model.head.parameters()]))
+    start = EmbeddingModel.build(tiny_model_config(tiny_encoder_dir), seed=3)
+    assert torch.equal(states[0], states[1])  # same seed, same result on CPU
+    assert not torch.equal(states[0], torch.cat([p.flatten() for p in start.head.parameters()]))
+
+
+def test_fine_tuning_minilm_raises_sick_r_spearman_over_the_random_head(tasks_dir: Path) -> None:
+    """A short cpu-preset fine-tune (multi-layer pooling, random 8x512 head) on the real pairs."""
+    torch.set_num_threads(1)
+    config = preset_config(
+        "cpu",
+        {
+            "model.pooling.kind": "multi_layer",
+            "model.pooling.heads": 8,
+            "model.pooling.head_dim": 512,
+            "train.steps": 10,
+        },
+    )
+    tasks = load_tasks(EvalConfig(tasks=("SICK-R",), tasks_dir=str(tasks_dir), max_texts=400))
+    model = EmbeddingModel.build(config.model, seed=0)
+
+    def sick_r() -> float:
+        encoder = CachedEncoder(model, name="minilm", embed_dim=model.dim, batch_size=64)
+        return evaluate(encoder, tasks, progress=False).task_scores["SICK-R"]
+
+    untrained = sick_r()
+    pairs = cap_pairs(load_pairs(str(tasks_dir / "train" / "pairs.jsonl")), 1024)
+    torch.manual_seed(0)
+    train(model, pairs, config.train, seed=0, progress=False)
+    trained = sick_r()
+    assert trained > untrained + 0.01, (untrained, trained)
