@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from objectives.config import TrainConfig
+from objectives.config import ConfigError, TrainConfig
 from objectives.data import Pair, batches
 from objectives.loss import info_nce
 from objectives.model import EmbeddingModel
@@ -42,6 +42,11 @@ def make_optimizer(
         for part, params in groups.items()
         if params
     ]
+    if not param_groups:
+        raise ConfigError(
+            "nothing to train: the backbone is frozen (model.lora=None) and the pooling head has "
+            "no parameters; enable LoRA or pick a trainable pooling kind"
+        )
     optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     return optimizer, schedule
