@@ -25,8 +25,9 @@ from search.plans import Plan
 from search.space import Arms, cell_of, cells
 
 
-def describe_plan(plan: Plan, arms: Arms, study_name: str, out: TextIO = sys.stdout) -> None:
+def describe_plan(plan: Plan, arms: Arms, study_name: str, out: TextIO | None = None) -> None:
     """The arms x seeds that a launch runs, and the arms it skips with their reasons."""
+    out = out or sys.stdout
     seeds = plan.seed_values()
     print(
         f"study '{study_name}': {plan.description}\n"

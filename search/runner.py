@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import os
 import threading
 import time
@@ -31,8 +30,6 @@ from search import space
 from search.plans import Plan
 from storage import StorageSettings, fail_stale_trials, open_storage
 
-TRIAL_FUNCTION = "objectives.trial:run_trial"
-
 
 @dataclass(frozen=True)
 class Job:
@@ -45,7 +42,6 @@ class Job:
     configs: dict[str, dict[str, Any]]
     pruner: str = "median"
     prune_after: int = 2
-    trial_function: str = TRIAL_FUNCTION
 
 
 @dataclass(frozen=True)
@@ -101,6 +97,9 @@ def _storage(job: Job) -> optuna.storages.RDBStorage:
 
 def run_cell(job: Job, trial_id: int) -> Outcome:
     """Run the queued trial ``trial_id`` to COMPLETE, PRUNED or FAIL (never raises for the trial)."""
+    # Imported here, in the worker: the launcher itself never loads the training stack.
+    from objectives.trial import run_trial
+
     storage = _storage(job)
     study = space.load(storage, job.study_name, job.pruner, job.prune_after)
     study.get_trials(deepcopy=False)  # sync Optuna's trial cache, which must know the trial
@@ -112,7 +111,7 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             arm, seed = space.suggest_cell(trial, [a.label for a in job.plan.arms], job.plan.seeds)
             tuned = space.suggest_tunables(trial, job.plan)
             config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
-            result = _trial_function(job.trial_function)(config, _reporter(trial), progress=False)
+            result = run_trial(config, _reporter(trial), progress=False)
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=TrialState.PRUNED)
             return Outcome(trial_id, "PRUNED", frozen.value, node)
@@ -134,11 +133,6 @@ def _reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
             raise optuna.TrialPruned(f"pruned at step {step} (score {score:.4f})")
 
     return report
-
-
-def _trial_function(reference: str) -> Callable[..., Any]:
-    module, _, name = reference.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _node_id() -> str:

@@ -49,19 +49,20 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _wait_for_one_complete_and_one_running(proc: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + 240
+    while not {TrialState.COMPLETE, TrialState.RUNNING} <= set(_states(url)):
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, "the launch never got going"
+        time.sleep(0.5)
+
+
 def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
     tasks_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
     first = _launch(tasks_dir, sqlite_url, tmp_path / "first.log")
     try:
-        deadline = time.monotonic() + 240
-        # Kill once the first cell is COMPLETE and the second one is RUNNING.
-        while not (
-            TrialState.COMPLETE in _states(sqlite_url) and TrialState.RUNNING in _states(sqlite_url)
-        ):
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the first launch never got going"
-            time.sleep(0.5)
+        _wait_for_one_complete_and_one_running(first, sqlite_url, tmp_path / "first.log")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
     finally:
@@ -89,6 +90,23 @@ def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
     retry = next(t for t in found if t.system_attrs.get("failed_trial") == dead.number)
     assert retry.state == TrialState.COMPLETE  # ... and the same cell was re-run
     assert retry.params == dead.params
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_finished(
+    tasks_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "launch.log"
+    proc = _launch(tasks_dir, sqlite_url, log)
+    try:
+        _wait_for_one_complete_and_one_running(proc, sqlite_url, log)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+    found = trials(sqlite_url, STUDY)
+    assert [t.state for t in found] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert "interrupted" in found[1].user_attrs["error"]
+    assert "relaunch the same command to resume" in log.read_text()
 
 
 def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlite_url: str) -> None:

@@ -1,0 +1,134 @@
+"""What the search service costs and what pruning saves, on real smoke trials.
+
+1. Overhead: the same N smoke trials through ``python -m search.launch`` (local Ray, SQLite, one
+   trial at a time) versus the bare trial function in a loop; printed as a ratio and as seconds of
+   overhead per trial (goal: < 1 s per trial once Ray is up).
+2. Pruning: one plan whose arms differ, run with ``--pruner median`` and ``--pruner none``; the
+   trial-seconds each spent, the saving, and whether both pick the same best arm.
+
+    python benchmarks/orchestration.py [--tasks-dir ../shared/data] [--seeds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from objectives.config import TrialConfig, from_dict
+from objectives.trial import run_trial
+from search import launch, runner, space
+from search.plans import get_plan, load_plan
+
+REPO = Path(__file__).resolve().parent.parent
+LEAN = ["--preset", "smoke", "--max-concurrent", "1"]
+PRUNING_PLAN = """\
+name: tokens
+description: input length, a clear quality knob (benchmark plan)
+baseline: 32 tokens
+arms:
+  - {label: 32 tokens, overrides: {}}
+  - {label: 8 tokens, overrides: {model.max_length: 8}}
+  - {label: 4 tokens, overrides: {model.max_length: 4}}
+"""
+
+
+def _launch(argv: list[str]) -> float:
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = launch.main(argv)
+    if code != 0:
+        raise SystemExit(f"launch {argv} exited {code}")
+    return time.perf_counter() - start
+
+
+def overhead(tasks_dir: str, seeds: int, folder: Path) -> None:
+    plan = get_plan("layer-weights")
+    settings = space.Settings(preset="smoke", tasks_dir=tasks_dir)
+    arms = space.resolve_arms(plan, settings)
+    configs = runner.job_configs(arms.configs, 1.0)
+    cells = [(arm, seed) for seed in range(seeds) for arm in arms.labels]
+
+    run_trial(space.with_seed(from_dict(TrialConfig, configs[cells[0][0]]), 0, {}), None, False)
+    start = time.perf_counter()  # warm: imports and first-call costs paid above
+    for arm, seed in cells:
+        run_trial(space.with_seed(from_dict(TrialConfig, configs[arm]), seed, {}), None, False)
+    bare = time.perf_counter() - start
+
+    url = f"sqlite:///{folder / 'overhead.db'}"
+    argv = ["--study", "layer-weights", *LEAN, "--seeds", str(seeds), "--tasks-dir", tasks_dir]
+    service = _launch([*argv, "--storage", url])
+    study = optuna.load_study(study_name="layer-weights.smoke.model5", storage=url)
+    in_trials = sum(_seconds(t) for t in study.trials)
+    n = len(cells)
+    print(f"overhead: {n} smoke trials, one at a time")
+    print(f"  bare run_trial loop (warm)       {bare:7.1f} s  ({bare / n:.2f} s/trial)")
+    print(f"  service, whole launch            {service:7.1f} s  ratio {service / bare:.2f}")
+    print(f"    of which inside trials         {in_trials:7.1f} s (start to tell, per Optuna)")
+    print(
+        f"    fixed cost (imports, Ray, study) {service - in_trials:5.1f} s;"
+        f" per-trial overhead {(in_trials - bare) / n:+.2f} s/trial"
+    )
+
+
+def pruning(tasks_dir: str, seeds: int, folder: Path) -> None:
+    plan_file = folder / "tokens.yaml"
+    plan_file.write_text(PRUNING_PLAN)
+    plan = load_plan(plan_file)
+    results = {}
+    for pruner in ("median", "none"):
+        url = f"sqlite:///{folder / f'pruning-{pruner}.db'}"
+        argv = ["--plan", str(plan_file), *LEAN, "--seeds", str(seeds), "--tasks-dir", tasks_dir]
+        argv += ["--set", "train.steps=8", "--pruner", pruner]
+        wall = _launch([*argv, "--storage", url])
+        study = optuna.load_study(study_name=f"{plan.name}.smoke.model5", storage=url)
+        results[pruner] = (wall, study.trials)
+    print(f"pruning: plan '{plan.name}' ({len(plan.arms)} arms x {seeds} seeds, 8 steps)")
+    for pruner, (wall, found) in results.items():
+        pruned = sum(t.state == TrialState.PRUNED for t in found)
+        arm, value = _best(found)
+        print(
+            f"  --pruner {pruner:<6} trial-seconds {sum(map(_seconds, found)):6.1f}"
+            f"  wall {wall:6.1f} s  pruned {pruned}/{len(found)}  best arm {arm} ({value:.4f})"
+        )
+    spent = {p: sum(map(_seconds, found)) for p, (_, found) in results.items()}
+    saving = 1 - spent["median"] / spent["none"]
+    same = _best(results["median"][1])[0] == _best(results["none"][1])[0]
+    print(f"  saving {saving:.0%} of trial compute; same best arm: {same}")
+
+
+def _seconds(trial: optuna.trial.FrozenTrial) -> float:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return 0.0
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def _best(found: list[optuna.trial.FrozenTrial]) -> tuple[str, float]:
+    by_arm: dict[str, list[float]] = {}
+    for trial in found:
+        if trial.state == TrialState.COMPLETE:
+            by_arm.setdefault(trial.params["arm"], []).append(trial.value)
+    arm = max(by_arm, key=lambda a: statistics.fmean(by_arm[a]))
+    return arm, statistics.fmean(by_arm[arm])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks-dir", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        overhead(args.tasks_dir, args.seeds, Path(tmp))
+        pruning(args.tasks_dir, args.seeds, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
