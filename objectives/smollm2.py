@@ -78,7 +78,16 @@ def local_path(package: str = PACKAGE, cache_dir: str | Path | None = None) -> s
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / f"{target.name}.lock"):
         if not _is_complete(target):
-            _convert(source, target)
+            # Holding the lock, any build folder left here is from a killed conversion.
+            for stale in root.glob(f".{target.name}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                _convert(source, target)
+            except ImportError as exc:
+                reason = " ".join(str(exc).split())[:160]
+                raise DecoderUnavailableError(
+                    f"converting SmolLM2's GGUF failed ({reason}); install: {INSTALL_HINT}"
+                ) from None
     return str(target)
 
 

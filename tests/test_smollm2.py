@@ -53,6 +53,10 @@ def test_failed_conversion_leaves_nothing_that_looks_finished(
         raise OSError("disk full while dequantising")
 
     monkeypatch.setattr(smollm2, "_read_model", broken_read)
+    # A build folder left by a conversion that was killed outright (no cleanup ran).
+    killed = tmp_path / f".{smollm2._cache_name(smollm2.gguf_path())}-killed"
+    killed.mkdir()
+    (killed / "model.safetensors").write_bytes(b"partial")
     with pytest.raises(OSError, match="disk full"):
         smollm2.local_path(cache_dir=tmp_path)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
