@@ -55,27 +55,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A real decoder LLM offline on 2 CPU cores: SmolLM2-135M (30 layers, width 576; objectives/
     # smollm2.py), for the decoder ablations (EOS pooling, causal vs bidirectional, thirds, top-K).
     # The backbone's backward pass dominates a step, so batches are small and texts short; the
-    # head is 8x512 (inner width 7x the model's, about the paper's 16x at 4,096 wide).
-    "cpu-decoder": {
-        "model.backbone": "smollm2-135m",
-        "model.max_length": 32,
-        "model.pooling.n_latents": 16,
-        "model.pooling.heads": 8,
-        "model.pooling.head_dim": 512,
-        "train.steps": 20,
-        "train.batch_size": 8,
-        "train.grad_accum": 1,
-        "train.lr": 1e-4,
-        "train.warmup_steps": 2,
-        "train.eval_every": 10,
-        "train.dev_pairs": 48,
-        "train.dev_queries": 16,
-        "eval.max_texts": 100,
-        "eval.batch_size": 32,
-    },
-    # A real decoder LLM offline on 2 CPU cores: SmolLM2-135M (30 layers, width 576; objectives/
-    # smollm2.py), for the decoder ablations (EOS pooling, causal vs bidirectional, thirds, top-K).
-    # The backbone's backward pass dominates a step, so batches are small and texts short; the
     # head is 8x512 (inner width 7x the model's, about the paper's 16x at 4,096 wide). One torch
     # thread: on a busy 2-core box a step took 7 s with 1 thread and 30-56 s with 2
     # (oversubscription); run two trials side by side instead (benchmarks/decoder_top_k.py).
