@@ -108,7 +108,8 @@ def split_dev(
     """(training pairs, dev pairs): ``dev_queries`` pairs held out of training.
 
     Dev pairs are drawn only among pairs sharing no text with ``exclude`` (the evaluated texts,
-    normalised), so the intermediate signal never looks at a text the final score uses.
+    normalised), so the intermediate signal never looks at a text the final score uses. Online
+    tasks are not read before evaluation, so there ``exclude`` is empty and no check is made.
     """
     rng = random.Random(SUBSAMPLE_SEED)
     eligible = [

@@ -32,10 +32,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "threads": 1,
     },
     # Minutes per trial on 2 CPU cores with the packaged MiniLM: the offline default of a study.
-    # Measured (benchmarks/trial_cost.py, busy 2-core box): 30 steps of 16 pairs take 0.8 min
-    # (8x512 head) to 3.3 min (32x2048, the baseline arm) and 10 min (64x4096); evaluating
-    # 400 texts per task takes about half a minute. One torch thread: under load, two threads
-    # ran a MiniLM step up to 13x slower (oversubscription).
+    # Measured with benchmarks/trial_cost.py on a busy 2-core box (1 thread, batch 16, 8 latents):
+    # s/step 2.4 (8x512 head), 3.8 (16x1024), 6.9 (32x2048, the default), 34 (64x4096), so 30
+    # steps take 1.2 / 1.9 / 3.4 / 17 min; the 400-texts-per-task evaluation about 40 s and the
+    # three dev signals about 20 s. A whole 8x512 trial took 2.1-2.7 min per paper variant.
+    # One torch thread: under load two threads ran a MiniLM step up to 13x slower.
     "cpu": {
         "model.backbone": "minilm",
         "model.max_length": 64,

@@ -45,6 +45,11 @@ def run_trial(
     ``report(step, score)`` receives the cheap dev signal (``objectives.evaluation.dev_signal``)
     every ``train.eval_every`` optimizer steps and after the last step. The same seed gives the
     same data order, initialisation and result on CPU.
+
+    Costs: ``load_seconds`` (task files, pairs, dev slices, model), ``train_seconds`` (optimizer
+    steps only, not the dev signal), ``eval_seconds`` (the whole mteb run),
+    ``train_pairs_per_second``, ``eval_texts_per_second`` (distinct texts per second of encoding)
+    and ``peak_memory_mb`` (CUDA peak allocation, else the trial's peak RSS).
     """
     if config.threads:
         torch.set_num_threads(config.threads)
