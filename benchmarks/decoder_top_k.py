@@ -13,7 +13,7 @@ Two sections, each optional:
   preset's fine-tune, scored by ``run_trial``), e.g. model1 (EOS) against model3/model5
   (multi-layer pooling, causal/bidirectional).
 
-    python benchmarks/decoder_top_k.py                       # the full preset (about an hour)
+    python benchmarks/decoder_top_k.py              # the preset as is: about 30 min on 2 cores
     python benchmarks/decoder_top_k.py --arms top-4,all --sts-variants model1,model5 \\
         --set train.steps=4 --set eval.max_texts=40 --sts-pairs 100   # reduced
 

@@ -58,7 +58,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The backbone's backward pass dominates a step, so batches are small and texts short; the
     # head is 8x512 (inner width 7x the model's, about the paper's 16x at 4,096 wide). One torch
     # thread: on a busy 2-core box a step took 7 s with 1 thread and 30-56 s with 2
-    # (oversubscription); run two trials side by side instead (benchmarks/decoder_top_k.py).
+    # (oversubscription); run two trials side by side instead. Measured with
+    # benchmarks/decoder_top_k.py (shared 2-core box, load ~3): a top-k-layers trial costs
+    # 150-160 CPU s, about 3 min wall (20 steps at 4.4 s, 5 tasks x 100 texts in 75 s), 3.4 GB
+    # peak RSS; so a 12-trial study (4 arms x 3 seeds, 2 trials at a time) takes about 20 min.
     "cpu-decoder": {
         "model.backbone": "smollm2-135m",
         "model.max_length": 32,
