@@ -12,7 +12,6 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
@@ -20,6 +19,7 @@ import ray
 
 from objectives.config import ConfigError
 from objectives.presets import PRESETS
+from objectives.tasks import resolve_tasks_dir
 from objectives.variants import VARIANTS
 from search import runner, space
 from search.plans import STUDIES, Plan, PlanError, get_plan, load_plan
@@ -136,11 +136,12 @@ def _validate(args: argparse.Namespace) -> Launch:
     plan = load_plan(args.plan) if args.plan else get_plan(args.study)
     if args.seeds:
         plan = replace(plan, seeds=args.seeds)
+    tasks_dir = resolve_tasks_dir(args.tasks_dir)
     settings = space.Settings(
         preset=args.preset,
         base=args.base,
         model=args.model,
-        tasks_dir=_tasks_dir(args.tasks_dir),
+        tasks_dir=str(tasks_dir) if tasks_dir else None,
         changes=tuple(_parse_set(item) for item in args.changes),
     )
     arms = space.resolve_arms(plan, settings)
@@ -246,19 +247,6 @@ def _probe_ray(address: str, timeout: float = 5.0) -> None:
 
 def _default_concurrency(cpus_per_trial: float) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
-
-
-def _tasks_dir(value: str | None) -> str | None:
-    value = value or os.environ.get("ABLATION_TASKS_DIR")
-    if value is None:
-        return None
-    path = Path(value).expanduser().resolve()
-    if not path.is_dir():
-        raise LaunchError(
-            f"tasks directory '{path}' does not exist; pass --tasks-dir pointing at a folder in the "
-            "layout of shared/data (or leave it out to load tasks online by MTEB name)"
-        )
-    return str(path)
 
 
 def _parse_set(item: str) -> tuple[str, str]:
