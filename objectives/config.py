@@ -108,9 +108,11 @@ class EvalConfig:
     tasks: tuple[str, ...] = (
         "SICK-R",
         "STS14",
+        "STSBenchmark",
         "SciFactSubset",
         "Banking77Classification",
         "Banking77Intents",
+        "ArxivTitles",
     )
     tasks_dir: str | None = None
     max_texts: int | None = None
