@@ -77,9 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pruner", default="median", choices=space.PRUNERS)
     parser.add_argument(
         "--prune-after",
-        type=_non_negative_int,
-        default=2,
-        help="finished trials before the median pruner acts (default 2)",
+        type=_positive_int,
+        default=space.Pruning.startup,
+        help="finished same-seed trials before the median pruner acts (default %(default)s)",
+    )
+    parser.add_argument(
+        "--prune-margin",
+        type=_non_negative_float,
+        default=space.Pruning.margin,
+        help="prune only trials this far below their seed's median score (default %(default)s)",
     )
     parser.add_argument("--address", help="join this Ray cluster (default: a private local one)")
     parser.add_argument("--cpus-per-trial", type=_positive_float, default=1.0)
@@ -200,8 +206,7 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             settings=launch.storage_settings,
             plan=launch.plan,
             configs=runner.job_configs(launch.arms.configs, args.cpus_per_trial),
-            pruner=args.pruner,
-            prune_after=args.prune_after,
+            pruning=space.Pruning(args.pruner, args.prune_after, args.prune_margin),
         )
         tracker = runner.run_study(storage, study, job, resources, on_change=progress.update)
     except runner.Interrupted:
@@ -258,10 +263,6 @@ def _parse_set(item: str) -> tuple[str, str]:
 
 def _positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "an integer >= 1")
-
-
-def _non_negative_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def _positive_float(text: str) -> float:

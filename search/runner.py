@@ -40,8 +40,7 @@ class Job:
     settings: StorageSettings
     plan: Plan
     configs: dict[str, dict[str, Any]]
-    pruner: str = "median"
-    prune_after: int = 2
+    pruning: space.Pruning = field(default_factory=space.Pruning)
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
     from objectives.trial import run_trial
 
     storage = _storage(job)
-    study = space.load(storage, job.study_name, job.pruner, job.prune_after)
+    study = space.load(storage, job.study_name, job.pruning)
     study.get_trials(deepcopy=False)  # sync Optuna's trial cache, which must know the trial
     trial = optuna.Trial(study, trial_id)
     node = _node_id()

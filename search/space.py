@@ -24,6 +24,7 @@ from objectives.layers import resolve_layers
 from objectives.presets import preset_config
 from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
+from search.pruners import SameSeedMedianPruner
 
 PRUNERS: tuple[str, ...] = ("median", "halving", "hyperband", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -145,31 +146,38 @@ def default_study_name(plan: Plan, settings: Settings) -> str:
     return ".".join(parts)
 
 
-def make_pruner(name: str, startup: int = 2) -> optuna.pruners.BasePruner:
-    """The pruner acting on a trial's intermediate held-out score.
+@dataclass(frozen=True)
+class Pruning:
+    """Which pruner acts on the intermediate score, and how cautiously (the ``--prune*`` flags).
 
-    ``startup`` finished trials are needed before ``median`` prunes; ``halving`` and ``hyperband``
-    size their rungs from the reported steps.
+    ``startup`` and ``margin`` apply to ``median`` (``search.pruners.SameSeedMedianPruner``);
+    ``halving`` and ``hyperband`` size their rungs from the reported steps.
     """
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0)
-    if name == "halving":
+
+    name: str = "median"
+    startup: int = 1
+    margin: float = 0.01
+
+
+def make_pruner(pruning: Pruning) -> optuna.pruners.BasePruner:
+    """The pruner ``pruning`` names."""
+    if pruning.name == "median":
+        return SameSeedMedianPruner(margin=pruning.margin, n_startup_trials=pruning.startup)
+    if pruning.name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto")
-    if name == "hyperband":
+    if pruning.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
-    if name == "none":
+    if pruning.name == "none":
         return optuna.pruners.NopPruner()
-    raise PlanError(f"unknown pruner '{name}'; choose one of {', '.join(PRUNERS)}")
+    raise PlanError(f"unknown pruner '{pruning.name}'; choose one of {', '.join(PRUNERS)}")
 
 
-def load(
-    storage: optuna.storages.BaseStorage, name: str, pruner: str, startup: int = 2
-) -> optuna.Study:
+def load(storage: optuna.storages.BaseStorage, name: str, pruning: Pruning) -> optuna.Study:
     """The study with our pruner and sampler (TPE only matters for a plan's ``search`` tunables)."""
     return optuna.load_study(
         study_name=name,
         storage=storage,
-        pruner=make_pruner(pruner, startup),
+        pruner=make_pruner(pruning),
         sampler=optuna.samplers.TPESampler(),
     )
 

@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from search import space
 from search.plans import Arm, Plan, PlanError, get_plan
+from search.pruners import SameSeedMedianPruner
 
 SMOKE = space.Settings(preset="smoke")
 
@@ -127,16 +128,16 @@ def test_more_seeds_extend_the_same_study(sqlite_url: str) -> None:
 @pytest.mark.parametrize(
     ("name", "kind"),
     [
-        ("median", optuna.pruners.MedianPruner),
+        ("median", SameSeedMedianPruner),
         ("halving", optuna.pruners.SuccessiveHalvingPruner),
         ("hyperband", optuna.pruners.HyperbandPruner),
         ("none", optuna.pruners.NopPruner),
     ],
 )
 def test_pruners_by_name(name: str, kind: type) -> None:
-    assert isinstance(space.make_pruner(name), kind)
+    assert isinstance(space.make_pruner(space.Pruning(name)), kind)
 
 
 def test_unknown_pruner_is_one_line() -> None:
     with pytest.raises(PlanError, match="choose one of median, halving, hyperband, none"):
-        space.make_pruner("asha")
+        space.make_pruner(space.Pruning("asha"))
