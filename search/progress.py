@@ -48,11 +48,14 @@ def describe_plan(plan: Plan, arms: Arms, study_name: str, out: TextIO | None = 
 class LiveProgress:
     """A tqdm bar over the study's cells: finished / total, with running, pruned, failed and best."""
 
-    def __init__(self, study: optuna.Study, plan: Plan, arms: Arms, refresh_seconds: float = 1.0):
+    def __init__(
+        self, study: optuna.Study, plan: Plan, arms: Arms, refresh_seconds: float | None = None
+    ):
         self._study = study
         self._cells = set(cells(plan, arms))
         self._per_cell = plan.trials_per_cell
-        self._refresh = refresh_seconds
+        # In a log file (nohup, CI) every redraw is a line: every 30 s there, every second on a TTY.
+        self._refresh = refresh_seconds or (1.0 if sys.stderr.isatty() else 30.0)
         self._last = 0.0
         self._bar = tqdm(
             total=len(self._cells) * self._per_cell, desc=study.study_name, unit="trial"
