@@ -18,6 +18,7 @@ from dashboards.exports import to_csv, to_latex, to_markdown
 from dashboards.figures import cost_figure, importance_figures, intermediate_curves
 from dashboards.html_page import ReportContent, render
 from dashboards.records import ReportError, StudyRecords, load_records
+from storage.cli import add_storage_argument
 
 
 def build_report(records: StudyRecords, alpha: float = 0.05) -> ReportContent:
@@ -60,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m dashboards.report", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--study", required=True, help="study name, e.g. layer-weights")
-    parser.add_argument(
-        "--storage", help="storage URL (default: $ABLATION_STORAGE or sqlite:///studies.db)"
-    )
+    add_storage_argument(parser)
     parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     parser.add_argument("--csv", type=Path, help="also write the table as CSV here")

@@ -15,7 +15,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
-from storage import StorageError, open_storage, redact, resolve_url
+from storage import redact, resolve_url
+from storage.cli import add_storage_argument, open_storage_or_exit
 
 ALL_INTERFACES = ("0.0.0.0", "")
 
@@ -37,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dashboards.serve", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--storage", help="storage URL (default: $ABLATION_STORAGE or sqlite:///studies.db)"
-    )
+    add_storage_argument(parser)
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -51,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port must be 0..65535, got {args.port}")
 
     url = resolve_url(args.storage)
-    try:
-        storage = open_storage(url)
-    except StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    storage = open_storage_or_exit(url)
     try:
         server = make_server(
             args.host,

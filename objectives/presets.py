@@ -34,8 +34,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Minutes per trial on 2 CPU cores with the packaged MiniLM: the offline default of a study.
     # Measured with benchmarks/trial_cost.py on a busy 2-core box (1 thread, batch 16, 8 latents):
     # s/step 2.4 (8x512 head), 3.8 (16x1024), 6.9 (32x2048, the default), 34 (64x4096), so 30
-    # steps take 1.2 / 1.9 / 3.4 / 17 min; the 400-texts-per-task evaluation about 40 s and the
-    # three dev signals about 20 s. A whole 8x512 trial took 2.1-2.7 min per paper variant.
+    # steps take 1.2 / 1.9 / 3.4 / 17 min; with the 8x512 head the 400-texts-per-task evaluation
+    # took about 40 s and the three dev signals about 20 s (a whole trial 2.1-2.7 min per paper
+    # variant). The 32x2048 baseline in the layer-weights study (two trials side by side, 7 tasks):
+    # 4 min training, 2 min scoring, 4.7 GB peak; the 4-trial study 14.5 min.
     # One torch thread: under load two threads ran a MiniLM step up to 13x slower.
     "cpu": {
         "model.backbone": "minilm",

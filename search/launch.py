@@ -25,6 +25,7 @@ from search import runner, space
 from search.plans import STUDIES, Plan, PlanError, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageError, StorageSettings, open_storage, redact, resolve_url
+from storage.cli import add_storage_argument
 
 EXIT_INPUT = 2
 EXIT_FAILED = 1
@@ -53,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--study", help="a shipped study (listed below)")
     which.add_argument("--plan", help="a plan file (YAML or TOML, see examples/plan.yaml)")
-    parser.add_argument(
-        "--storage", help="storage URL (default: $ABLATION_STORAGE, else sqlite:///studies.db)"
-    )
+    add_storage_argument(parser)
     parser.add_argument("--study-name", help="study name in the storage (default: see --dry-run)")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="size preset")
     parser.add_argument("--model", help="backbone: alias, HF model id or local directory")

@@ -17,6 +17,7 @@ import copy
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -94,11 +95,28 @@ def _storage(job: Job) -> optuna.storages.RDBStorage:
     return _STORAGES[key]
 
 
+def _quiet_libraries() -> None:
+    """Silence library progress bars and a deprecation notice in workers.
+
+    The driver's bar shows progress; Ray forwards every worker line into the launcher's terminal,
+    where per-task dataset bars and "Loading weights" bars from each trial would bury it.
+    """
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
+
+
 def run_cell(job: Job, trial_id: int) -> Outcome:
     """Run the queued trial ``trial_id`` to COMPLETE, PRUNED or FAIL (never raises for the trial)."""
     # Imported here, in the worker: the launcher itself never loads the training stack.
     from objectives.trial import run_trial
 
+    _quiet_libraries()
     storage = _storage(job)
     study = space.load(storage, job.study_name, job.pruning)
     study.get_trials(deepcopy=False)  # sync Optuna's trial cache, which must know the trial

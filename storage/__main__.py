@@ -11,21 +11,16 @@ from collections import Counter
 
 import optuna
 
-from storage import StorageError, open_storage, redact, resolve_url
+from storage import redact, resolve_url
+from storage.cli import add_storage_argument, open_storage_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__)
-    parser.add_argument(
-        "--storage", help="storage URL (default: $ABLATION_STORAGE or sqlite:///studies.db)"
-    )
+    add_storage_argument(parser)
     args = parser.parse_args(argv)
     url = resolve_url(args.storage)
-    try:
-        storage = open_storage(url)
-    except StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    storage = open_storage_or_exit(url)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     print(f"ok: {redact(url)} ({len(summaries)} studies)")
     for summary in summaries:
