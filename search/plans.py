@@ -106,6 +106,21 @@ class Plan:
 
 _POOL = "model.pooling."
 
+
+def _layer_selection_plan(name: str, description: str, rules: dict[str, str]) -> Plan:
+    """A study of which layers feed multi-layers pooling: each rule as an arm, against all layers."""
+    return Plan(
+        name=name,
+        description=description,
+        ablated="layers fed to multi-layers pooling",
+        action="replace",
+        arms=tuple(
+            Arm(label, {_POOL + "layers": rule}) for label, rule in {**rules, "all": "all"}.items()
+        ),
+        baseline="all",
+    )
+
+
 STUDIES: dict[str, Plan] = {
     plan.name: plan
     for plan in (
@@ -117,31 +132,19 @@ STUDIES: dict[str, Plan] = {
             arms=tuple(Arm(name, dict(VARIANTS[name])) for name in sorted(VARIANTS)),
             baseline="model5",
         ),
-        Plan(
-            name="layer-range",
-            description="which third of the layers multi-layers pooling needs",
-            ablated="layers fed to multi-layers pooling",
-            action="replace",
-            arms=(
-                Arm("first-third", {_POOL + "layers": "first_third"}),
-                Arm("middle-third", {_POOL + "layers": "middle_third"}),
-                Arm("last-third", {_POOL + "layers": "last_third"}),
-                Arm("all", {_POOL + "layers": "all"}),
-            ),
-            baseline="all",
+        _layer_selection_plan(
+            "layer-range",
+            "which third of the layers multi-layers pooling needs",
+            {
+                "first-third": "first_third",
+                "middle-third": "middle_third",
+                "last-third": "last_third",
+            },
         ),
-        Plan(
-            name="top-k-layers",
-            description="the top K layers versus all layers in multi-layers pooling",
-            ablated="layers fed to multi-layers pooling",
-            action="replace",
-            arms=(
-                Arm("top-4", {_POOL + "layers": "top_k:4"}),
-                Arm("top-8", {_POOL + "layers": "top_k:8"}),
-                Arm("top-16", {_POOL + "layers": "top_k:16"}),
-                Arm("all", {_POOL + "layers": "all"}),
-            ),
-            baseline="all",
+        _layer_selection_plan(
+            "top-k-layers",
+            "the top K layers versus all layers in multi-layers pooling",
+            {"top-4": "top_k:4", "top-8": "top_k:8", "top-16": "top_k:16"},
         ),
         Plan(
             name="cross-attn-width",
