@@ -109,6 +109,44 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(
     assert "relaunch the same command to resume" in log.read_text()
 
 
+def _running_ray_task(session: int, deadline: float) -> int:
+    """The pid of the Ray worker process now running a trial in ``session`` (Ray's process title)."""
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                title = (entry / "cmdline").read_bytes()
+                if title.startswith(b"ray::run_cell") and os.getsid(int(entry.name)) == session:
+                    return int(entry.name)
+        time.sleep(0.2)
+    raise AssertionError("no Ray worker ran a trial")
+
+
+def test_a_sigkilled_ray_worker_fails_its_trial_and_the_launcher_reruns_the_cell(
+    tasks_dir: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "launch.log"
+    proc = _launch(tasks_dir, sqlite_url, log)
+    try:
+        _wait_for_one_complete_and_one_running(proc, sqlite_url, log)
+        finished = {t.number: t.value for t in trials(sqlite_url, STUDY) if t.value is not None}
+        os.kill(_running_ray_task(proc.pid, time.monotonic() + 60), signal.SIGKILL)
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+
+    found = trials(sqlite_url, STUDY)
+    assert {n: found[n].value for n in finished} == finished  # nothing finished was lost
+    complete = by_cell(found, TrialState.COMPLETE)
+    assert set(complete) == {("W on", 0), ("W off", 0)}
+    assert all(len(cell) == 1 for cell in complete.values())
+    dead = next(t for t in found if t.state == TrialState.FAIL)
+    assert dead.user_attrs["error"].startswith("worker died")
+    retry = next(t for t in found if t.system_attrs.get("failed_trial") == dead.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+
+
 def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlite_url: str) -> None:
     plan = get_plan("layer-weights")
     settings = space.Settings(preset="smoke")
