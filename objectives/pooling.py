@@ -44,6 +44,13 @@ class LatentResampler(nn.Module):
 
     Pre-LayerNorm on latents and inputs; ``heads`` heads of width ``head_dim`` (inner width
     heads x head_dim) projected back to ``dim``; residuals around both blocks; mean over latents.
+
+    When the inputs are few (one vector per layer, or a short text) the output projection is
+    folded into the values: each head's values are projected to ``dim`` before attention. That is
+    the same function (``to_out`` is linear) but never materialises the (batch, latents,
+    heads x head_dim) tensor, which alone is 13 GB per 32 texts for the 64x4096 arm with 768
+    latents; projecting inputs instead of latents is also cheaper when inputs are fewer.
+    ``fold_output`` forces one way (tests); ``None`` picks the smaller intermediate per call.
     """
 
     def __init__(self, dim: int, n_latents: int, heads: int, head_dim: int, mlp_ratio: int) -> None:
@@ -54,6 +61,7 @@ class LatentResampler(nn.Module):
                 f"{n_latents}, {heads}, {head_dim}, {mlp_ratio}"
             )
         self.heads, self.head_dim = heads, head_dim
+        self.fold_output: bool | None = None
         inner = heads * head_dim
         self.latents = nn.Parameter(torch.randn(n_latents, dim))
         self.norm_latents = nn.LayerNorm(dim)
@@ -72,17 +80,28 @@ class LatentResampler(nn.Module):
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S, d) inputs, optional (B, S) key padding mask (true = real) -> (B, d)."""
         batch, length, _ = inputs.shape
-        n_latents = self.latents.shape[0]
-        # The latents are the same for every row: project them once, then broadcast.
-        q = self.to_q(self.norm_latents(self.latents))
-        q = q.view(1, n_latents, self.heads, self.head_dim).transpose(1, 2)
+        # The latents are the same for every row: project them once, never per row. The attention
+        # is written out because it is small (latents x inputs per head), while a fused kernel
+        # would need the queries repeated per row (heads x head_dim is wider than any kernel's).
+        q = self.to_q(self.norm_latents(self.latents)).view(-1, self.heads, self.head_dim)
         k, v = self.to_kv(self.norm_inputs(inputs)).chunk(2, dim=-1)
-        k = k.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-        v = v.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-        attn_mask = None if mask is None else mask.bool()[:, None, None, :]
-        attended = F.scaled_dot_product_attention(q.expand(batch, -1, -1, -1), k, v, attn_mask)
-        attended = attended.transpose(1, 2).reshape(batch, n_latents, self.inner_width)
-        x = self.latents + self.to_out(attended)
+        k = k.view(batch, length, self.heads, self.head_dim)
+        v = v.view(batch, length, self.heads, self.head_dim)
+        scores = torch.einsum("nhk,bshk->bhns", q, k).float() * self.head_dim**-0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
+        weights = scores.softmax(dim=-1).to(v.dtype)
+        fold = self.fold_output
+        if fold is None:  # values (batch, heads, inputs, d) vs attended (batch, latents, inner)
+            fold = length * inputs.shape[-1] <= q.shape[0] * self.head_dim
+        if fold:
+            out_weight = self.to_out.weight.view(-1, self.heads, self.head_dim)  # (d, h, hd)
+            values = torch.einsum("bshk,dhk->bhsd", v, out_weight)
+            projected = torch.einsum("bhns,bhsd->bnd", weights, values)
+        else:
+            attended = torch.einsum("bhns,bshk->bnhk", weights, v)
+            projected = self.to_out(attended.reshape(batch, -1, self.inner_width))
+        x = self.latents + projected
         value, gate = self.ffn_in(self.norm_ffn(x)).chunk(2, dim=-1)
         x = x + self.ffn_out(value * F.gelu(gate))
         return x.mean(dim=1)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from objectives.config import PoolingConfig
 from objectives.model import EmbeddingModel
@@ -78,14 +79,50 @@ def test_heads_times_head_dim_is_the_inner_width(heads: int, head_dim: int) -> N
     assert count - sum(p.numel() for p in small.parameters()) == 4 * DIM * (inner - 1)
 
 
-def test_resampler_ignores_padded_inputs() -> None:
+@pytest.mark.parametrize("fold", [False, True])  # plain, and output folded into the values
+def test_resampler_ignores_padded_inputs(fold: bool) -> None:
     torch.manual_seed(0)
     resampler = LatentResampler(DIM, n_latents=3, heads=2, head_dim=4, mlp_ratio=2)
+    resampler.fold_output = fold
     real = torch.randn(1, 3, DIM)
     padded = torch.cat([real, 100 * torch.randn(1, 2, DIM)], dim=1)
     mask = torch.tensor([[1, 1, 1, 0, 0]])
     torch.testing.assert_close(resampler(padded, mask), resampler(real))
     assert not torch.allclose(resampler(padded), resampler(real))
+
+
+def test_folding_the_output_projection_into_the_values_is_the_same_function() -> None:
+    """Wide heads (head_dim > d) project values before attention; outputs and gradients agree."""
+    torch.manual_seed(0)
+    resampler = LatentResampler(DIM, n_latents=5, heads=3, head_dim=2 * DIM, mlp_ratio=2).double()
+    inputs = torch.randn(2, 4, DIM, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+
+    def run(fold: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        resampler.zero_grad()
+        resampler.fold_output = fold
+        out = resampler(inputs, mask)
+        out.square().sum().backward()
+        return out.detach(), resampler.to_out.weight.grad.clone()
+
+    folded, plain = run(True), run(False)
+    torch.testing.assert_close(folded[0], plain[0])
+    torch.testing.assert_close(folded[1], plain[1])
+    torch.testing.assert_close(plain[0], _reference_resampler(resampler, inputs, mask))
+
+
+def _reference_resampler(
+    r: LatentResampler, inputs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The resampler as textbook multi-head cross-attention (torch's fused attention per row)."""
+    batch = inputs.shape[0]
+    q = r.to_q(r.norm_latents(r.latents)).expand(batch, -1, -1)
+    k, v = r.to_kv(r.norm_inputs(inputs)).chunk(2, dim=-1)
+    q, k, v = (t.reshape(batch, t.shape[1], r.heads, r.head_dim).transpose(1, 2) for t in (q, k, v))
+    attended = F.scaled_dot_product_attention(q, k, v, mask.bool()[:, None, None, :])
+    x = r.latents + r.to_out(attended.transpose(1, 2).reshape(batch, -1, r.inner_width))
+    value, gate = r.ffn_in(r.norm_ffn(x)).chunk(2, dim=-1)
+    return (x + r.ffn_out(value * F.gelu(gate))).mean(dim=1).detach()
 
 
 def _features(batch: int = 2, length: int = 5, layers: int = 6) -> dict:
