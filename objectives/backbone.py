@@ -10,6 +10,7 @@ the whole text under causal attention.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -78,6 +79,21 @@ def load_backbone(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedToken
     if not encoder:
         ensure_eos(tokenizer, config.backbone)
     return model, tokenizer
+
+
+def attention_kernels(device: str) -> contextlib.AbstractContextManager:
+    """Fused attention without cuDNN's kernel on CUDA, a no-op elsewhere.
+
+    cuDNN builds an execution plan for every new sequence length, and every batch of texts pads to
+    a new one: on an H100 that planning took more host time than the GPU spent on the step
+    (EOS pooling on Qwen2-0.5B: 2.7 -> 1.7 s per 8 micro-batches without it).
+    """
+    if not str(device).startswith("cuda"):
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    return sdpa_kernel(backends)
 
 
 def _load_config(name: str) -> PretrainedConfig:

@@ -85,9 +85,18 @@ class EmbeddingModel(nn.Module):
         """The embedding width (the backbone's hidden size)."""
         return self.backbone.config.hidden_size
 
-    def tokenize(self, texts: list[str], prompt: str | None = None) -> dict[str, torch.Tensor]:
-        """Padded ``input_ids`` and ``attention_mask`` on the model's device, ready for ``forward``."""
-        return self._pad(self._token_ids(texts, prompt))
+    def tokenize(
+        self, texts: list[str], prompt: str | None = None, prompted: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Padded ``input_ids`` and ``attention_mask`` on the model's device, ready for ``forward``.
+
+        ``prompt`` goes before the first ``prompted`` texts (all when ``None``), so queries and
+        their documents can share one batch.
+        """
+        split = len(texts) if prompted is None else prompted
+        return self._pad(
+            self._token_ids(texts[:split], prompt) + self._token_ids(texts[split:], None)
+        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, d) float32 L2-normalised embeddings of a ``tokenize`` batch, differentiable."""

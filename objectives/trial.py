@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from threadpoolctl import threadpool_limits
 
+from objectives.backbone import attention_kernels
 from objectives.config import TrialConfig, to_dict
 from objectives.data import (
     DevSlices,
@@ -69,7 +70,7 @@ def _run(
     config: TrialConfig, report: Callable[[int, float], None] | None, progress: bool
 ) -> TrialResult:
     device = resolve_device(config.device)
-    with _peak_memory(device) as peak:
+    with _peak_memory(device) as peak, attention_kernels(device):
         start = time.perf_counter()
         tasks = load_tasks(config.eval)
         evaluated = {normalise(t) for task in tasks for t in task_texts(task)}

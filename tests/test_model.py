@@ -184,3 +184,26 @@ def test_build_rejects_a_bad_head() -> None:
         EmbeddingModel.build(
             tiny_model_config("minilm", pooling=replace(PoolingConfig(), heads=0, n_latents=2))
         )
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_queries_and_documents_in_one_batch_embed_as_they_do_alone(
+    attention: str, tiny_decoder_dir: Path
+) -> None:
+    """Training runs queries (prompted) and documents in one pass; padding to the longer texts and
+    the shared batch change nothing, and only the queries get the prompt."""
+    pooling = PoolingConfig(kind="multi_layer", heads=2, head_dim=8, n_latents=4)
+    model = EmbeddingModel.build(
+        tiny_model_config(tiny_decoder_dir, attention=attention, pooling=pooling)
+    )
+    model.eval()
+    documents = [*POSITIVES, "a much longer document that pads every query in the batch further"]
+    with torch.no_grad():
+        joint = model(model.tokenize(QUERIES + documents, "query: ", prompted=len(QUERIES)))
+        queries = model(model.tokenize(QUERIES, "query: "))
+        alone = model(model.tokenize(documents))
+    torch.testing.assert_close(joint[: len(QUERIES)], queries, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(joint[len(QUERIES) :], alone, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        unprompted = model(model.tokenize(QUERIES))
+    assert not torch.allclose(queries, unprompted, atol=1e-4)
