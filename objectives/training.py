@@ -52,6 +52,15 @@ def make_optimizer(
     return optimizer, schedule
 
 
+def enable_checkpointing(model: EmbeddingModel) -> None:
+    """Activation checkpointing on the backbone, by the name the installed transformers uses."""
+    backbone = model.backbone
+    enable = getattr(backbone, "activation_checkpointing_enable", None)
+    if enable is None:  # transformers < 5.x
+        enable = backbone.gradient_checkpointing_enable
+    enable({"use_reentrant": False})
+
+
 def train(
     model: EmbeddingModel,
     pairs: list[Pair],
@@ -68,6 +77,8 @@ def train(
     an exception it raises (e.g. a pruning signal) stops training at once and propagates.
     """
     optimizer, schedule = make_optimizer(model, config)
+    if config.gradient_checkpointing:
+        enable_checkpointing(model)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stream = batches(pairs, config.batch_size, seed)
     seconds, loss_value = 0.0, float("nan")

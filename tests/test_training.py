@@ -94,6 +94,30 @@ def test_reports_fall_on_eval_every_and_the_last_step_and_training_is_seeded(
     assert not torch.equal(states[0], torch.cat([p.flatten() for p in start.head.parameters()]))
 
 
+def test_gradient_checkpointing_trains_the_same_model(tiny_decoder_dir: Path) -> None:
+    """Recomputing activations (LoRA dropout included) changes memory, not the result."""
+    torch.set_num_threads(1)
+    trained = []
+    for checkpointing in (False, True):
+        config = TrainConfig(
+            steps=3, batch_size=4, warmup_steps=1, lr=1e-2, gradient_checkpointing=checkpointing
+        )
+        model = EmbeddingModel.build(tiny_model_config(tiny_decoder_dir), seed=5)
+        torch.manual_seed(5)
+        train(model, _pairs(40), config, seed=5, progress=False)
+        assert (
+            any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+            is checkpointing
+        )
+        trained.append(
+            torch.cat([p.detach().flatten() for p in model.parameter_groups()["backbone"]])
+        )
+    start = EmbeddingModel.build(tiny_model_config(tiny_decoder_dir), seed=5)
+    untrained = torch.cat([p.detach().flatten() for p in start.parameter_groups()["backbone"]])
+    assert not torch.allclose(trained[0], untrained)
+    torch.testing.assert_close(trained[1], trained[0])
+
+
 def test_fine_tuning_minilm_raises_sick_r_spearman_over_the_random_head(tasks_dir: Path) -> None:
     """A short cpu-preset fine-tune (multi-layer pooling, random 8x512 head) on the real pairs."""
     torch.set_num_threads(1)
