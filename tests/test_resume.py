@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -26,15 +27,24 @@ REPO = Path(__file__).resolve().parent.parent
 STUDY = "layer-weights.smoke.model5"
 
 
-def _launch(tasks_dir: Path, url: str, log: Path) -> subprocess.Popen:
+@contextlib.contextmanager
+def _launched(
+    tasks_dir: Path, url: str, log: Path, settle: float = 0.0
+) -> Iterator[subprocess.Popen]:
+    """The launcher as a subprocess; on exit, ``settle`` seconds, then its whole group is killed."""
     args = lean_args(tasks_dir, url, "--max-concurrent", "1", "--grace-period", "4")
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "search.launch", "--study", "layer-weights", *args],
         cwd=REPO,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the launcher, its Ray, its workers
     )
+    try:
+        yield proc
+    finally:
+        time.sleep(settle)
+        _kill_group(proc)
 
 
 def _states(url: str) -> list[TrialState]:
@@ -60,23 +70,17 @@ def _wait_for_one_complete_and_one_running(proc: subprocess.Popen, url: str, log
 def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
     tasks_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
-    first = _launch(tasks_dir, sqlite_url, tmp_path / "first.log")
-    try:
+    # After the crash, let Ray notice its driver died, then reap what is left of it.
+    with _launched(tasks_dir, sqlite_url, tmp_path / "first.log", settle=2) as first:
         _wait_for_one_complete_and_one_running(first, sqlite_url, tmp_path / "first.log")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
-    finally:
-        time.sleep(2)  # let Ray notice its driver died, then reap what is left of that crash
-        _kill_group(first)
     before = {t.number: t for t in trials(sqlite_url, STUDY) if t.state == TrialState.COMPLETE}
     killed = [t for t in trials(sqlite_url, STUDY) if t.state == TrialState.RUNNING]
     assert len(before) == 1 and len(killed) == 1
 
-    second = _launch(tasks_dir, sqlite_url, tmp_path / "second.log")
-    try:
+    with _launched(tasks_dir, sqlite_url, tmp_path / "second.log") as second:
         assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()[-3000:]
-    finally:
-        _kill_group(second)
 
     found = trials(sqlite_url, STUDY)
     complete = by_cell(found, TrialState.COMPLETE)
@@ -96,13 +100,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(
     tasks_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "launch.log"
-    proc = _launch(tasks_dir, sqlite_url, log)
-    try:
+    with _launched(tasks_dir, sqlite_url, log) as proc:
         _wait_for_one_complete_and_one_running(proc, sqlite_url, log)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
         assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
-    finally:
-        _kill_group(proc)
     found = trials(sqlite_url, STUDY)
     assert [t.state for t in found] == [TrialState.COMPLETE, TrialState.FAIL]
     assert "interrupted" in found[1].user_attrs["error"]
@@ -127,14 +128,11 @@ def test_a_sigkilled_ray_worker_fails_its_trial_and_the_launcher_reruns_the_cell
     tasks_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "launch.log"
-    proc = _launch(tasks_dir, sqlite_url, log)
-    try:
+    with _launched(tasks_dir, sqlite_url, log) as proc:
         _wait_for_one_complete_and_one_running(proc, sqlite_url, log)
         finished = {t.number: t.value for t in trials(sqlite_url, STUDY) if t.value is not None}
         os.kill(_running_ray_task(proc.pid, time.monotonic() + 60), signal.SIGKILL)
         assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
-    finally:
-        _kill_group(proc)
 
     found = trials(sqlite_url, STUDY)
     assert {n: found[n].value for n in finished} == finished  # nothing finished was lost
