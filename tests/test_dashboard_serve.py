@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import optuna
 import pytest
 
+from objectives.presets import PRESETS
 from tests.study_fixtures import write_study
 
 pytestmark = pytest.mark.postgres
@@ -89,15 +91,24 @@ def _study(base: str, name: str) -> tuple[dict, dict]:
     return study, get_json(f"{base}/api/studies/{study['study_id']}")
 
 
-def test_dashboard_serves_a_smoke_study_with_its_pruned_trial(dashboard: str) -> None:
+def test_dashboard_serves_a_smoke_study_with_its_pruned_trial(
+    dashboard: str, postgres_url: str
+) -> None:
     assert dashboard.startswith("http://127.0.0.1:")  # localhost unless asked otherwise
     study, detail = _study(dashboard, "dash-smoke")
     assert {"plan", "skipped_arms", "preset", "backbone"} <= {a["key"] for a in study["user_attrs"]}
     trials = {t["params"][0]["param_external_value"]: t for t in detail["trials"]}
     assert {a: t["state"] for a, t in trials.items()} == {"lr 1e-4": "Complete", "lr 10": "Pruned"}
     assert detail["has_intermediate_values"]
-    pruned, complete = trials["lr 10"], trials["lr 1e-4"]
-    assert 1 <= len(pruned["intermediate_values"]) < len(complete["intermediate_values"])
+    complete = trials["lr 1e-4"]
+    every, steps = PRESETS["smoke"]["train.eval_every"], PRESETS["smoke"]["train.steps"]
+    shown = {arm: [v["step"] for v in t["intermediate_values"]] for arm, t in trials.items()}
+    # The sound arm reports at every eval_every steps; the wrecked one stops at its first report.
+    assert shown == {"lr 1e-4": list(range(every, steps + 1, every)), "lr 10": [every]}
+    stored = optuna.load_study(study_name="dash-smoke", storage=postgres_url).trials
+    assert {t.params["arm"]: t.intermediate_values for t in stored} == {
+        arm: {v["step"]: v["value"] for v in t["intermediate_values"]} for arm, t in trials.items()
+    }
     keys = {a["key"] for a in complete["user_attrs"]}
     assert {"average", "category.STS", "cost.train_seconds", "params.total"} <= keys
 
