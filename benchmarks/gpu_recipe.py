@@ -18,8 +18,7 @@ Needs a CUDA GPU, torch, transformers, peft and tokenizers (not mteb, optuna or 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import copy
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from objectives.config import TrialConfig, override  # noqa: E402
 from objectives.data import load_pairs, pairs_source  # noqa: E402
 from objectives.model import EmbeddingModel  # noqa: E402
 from objectives.presets import preset_config  # noqa: E402
+from objectives.tasks import read_jsonl, resolve_tasks_dir  # noqa: E402
 from objectives.training import train  # noqa: E402
 from objectives.variants import apply_variant  # noqa: E402
 
@@ -78,21 +78,17 @@ ARCHITECTURES: dict[str, PretrainedConfig] = {
 
 def corpus(tasks_dir: Path) -> tuple[list[str], list[str]]:
     """(short texts, long documents): STS sentences and SciFact documents of the tasks directory."""
-    short, long = [], []
-    with (tasks_dir / "sts" / "SICK-R" / "test.jsonl").open(encoding="utf-8") as rows:
-        for line in rows:
-            row = json.loads(line)
-            short += [row["sentence1"], row["sentence2"]]
-    with (tasks_dir / "retrieval" / "SciFactSubset" / "corpus.jsonl").open(
-        encoding="utf-8"
-    ) as rows:
-        long = [json.loads(line)["text"] for line in rows]
-    return short, long
+    sts = read_jsonl(
+        tasks_dir / "sts" / "SICK-R" / "test.jsonl", {"sentence1": str, "sentence2": str}
+    )
+    docs = read_jsonl(tasks_dir / "retrieval" / "SciFactSubset" / "corpus.jsonl", {"text": str})
+    short = [row[key] for row in sts for key in ("sentence1", "sentence2")]
+    return short, [doc["text"] for doc in docs]
 
 
-def random_backbone(name: str, texts: list[str], folder: Path, device: str = "cuda") -> Path:
+def random_backbone(name: str, texts: list[str], folder: Path) -> Path:
     """A model directory of architecture ``name`` with random bf16 weights and a fitted tokenizer."""
-    hf_config = ARCHITECTURES[name]
+    hf_config = copy.deepcopy(ARCHITECTURES[name])
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -105,7 +101,7 @@ def random_backbone(name: str, texts: list[str], folder: Path, device: str = "cu
     backend.train_from_iterator(texts, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS)
     hf_config.eos_token_id = tokenizer.eos_token_id
-    with torch.device(device):
+    with torch.device("cuda"):
         model = AutoModel.from_config(hf_config, dtype=torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -152,9 +148,7 @@ def measured(config: TrialConfig, pairs: list, steps: int) -> dict[str, float] |
         return None
 
 
-def table(
-    title: str, rows: dict[str, dict[str, float] | None], steps: int, base: TrialConfig
-) -> None:
+def table(title: str, rows: dict[str, dict[str, float] | None], base: TrialConfig) -> None:
     print(f"\n== {title} ==")
     print(
         f"{'arm':>10} {'head params':>14} {'trainable':>14} {'s/step':>8} {'pairs/s':>8} "
@@ -186,9 +180,8 @@ def main() -> None:
         sys.exit(
             "error: no CUDA GPU; run this on a GPU machine (the CPU presets have trial_cost.py)"
         )
-    tasks_dir = Path(
-        args.tasks_dir or os.environ.get("ABLATION_TASKS_DIR") or REPO.parent / "shared" / "data"
-    )
+    default = str(REPO.parent / "shared" / "data")
+    tasks_dir = resolve_tasks_dir(args.tasks_dir) or resolve_tasks_dir(default)
     base = preset_config(args.preset, {"eval.tasks_dir": str(tasks_dir)})
     pairs = load_pairs(pairs_source(base.train, str(tasks_dir)))
     short, long = corpus(tasks_dir)
@@ -208,7 +201,7 @@ def main() -> None:
         variants = [v for v in args.variants.split(",") if v]
         rows = {v: measured(apply_variant(base, v), pairs, args.steps) for v in variants}
         if rows:
-            table("paper variants (heads x head_dim 32x2048)", rows, args.steps, base)
+            table("paper variants (heads x head_dim 32x2048)", rows, base)
         widths = [w for w in args.widths.split(",") if w]
         rows = {}
         for width in widths:
@@ -216,7 +209,7 @@ def main() -> None:
             arm = override(base, {"model.pooling.heads": heads, "model.pooling.head_dim": head_dim})
             rows[width] = measured(arm, pairs, args.steps)
         if rows:
-            table("cross-attn-width arms (model5)", rows, args.steps, base)
+            table("cross-attn-width arms (model5)", rows, base)
         n = args.encode_texts
         print(f"\n== encode (model5, batch {base.eval.batch_size}) ==")
         print(f"short texts (SICK-R sentences): {encode_rate(base, short[:n]):,.0f} texts/s")

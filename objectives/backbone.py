@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import processors
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -90,8 +91,6 @@ def attention_kernels(device: str) -> contextlib.AbstractContextManager:
     """
     if not str(device).startswith("cuda"):
         return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     return sdpa_kernel(backends)
 

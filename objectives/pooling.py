@@ -79,7 +79,7 @@ class LatentResampler(nn.Module):
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S, d) inputs, optional (B, S) key padding mask (true = real) -> (B, d)."""
-        batch, length, _ = inputs.shape
+        batch, length, dim = inputs.shape
         # The latents are the same for every row: project them once, never per row. The attention
         # is written out because it is small (latents x inputs per head), while a fused kernel
         # would need the queries repeated per row (heads x head_dim is wider than any kernel's).
@@ -93,7 +93,7 @@ class LatentResampler(nn.Module):
         weights = scores.softmax(dim=-1).to(v.dtype)
         fold = self.fold_output
         if fold is None:  # values (batch, heads, inputs, d) vs attended (batch, latents, inner)
-            fold = length * inputs.shape[-1] <= q.shape[0] * self.head_dim
+            fold = length * dim <= q.shape[0] * self.head_dim
         if fold:
             out_weight = self.to_out.weight.view(-1, self.heads, self.head_dim)  # (d, h, hd)
             values = torch.einsum("bshk,dhk->bhsd", v, out_weight)

@@ -52,7 +52,7 @@ def make_optimizer(
     return optimizer, schedule
 
 
-def enable_checkpointing(model: EmbeddingModel) -> None:
+def _enable_checkpointing(model: EmbeddingModel) -> None:
     """Activation checkpointing on the backbone, by the name the installed transformers uses."""
     backbone = model.backbone
     enable = getattr(backbone, "activation_checkpointing_enable", None)
@@ -78,7 +78,7 @@ def train(
     """
     optimizer, schedule = make_optimizer(model, config)
     if config.gradient_checkpointing:
-        enable_checkpointing(model)
+        _enable_checkpointing(model)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stream = batches(pairs, config.batch_size, seed)
     seconds, loss_value = 0.0, float("nan")
