@@ -121,6 +121,17 @@ def resolve_tasks_dir(tasks_dir: str | None) -> Path | None:
     return path
 
 
+def task_folder(name: str, tasks_dir: str | None) -> Path:
+    """The folder of local task ``name`` under the tasks directory (the layout of shared/data)."""
+    root = resolve_tasks_dir(tasks_dir)
+    spec = TASKS.get(name)
+    if root is None or spec is None:
+        raise TaskDataError(
+            f"no local task '{name}'; choose from {sorted(TASKS)} under --tasks-dir/{TASKS_DIR_ENV}"
+        )
+    return root / spec.folder
+
+
 def read_jsonl(
     path: Path,
     fields: dict[str, type | tuple[type, ...]],
