@@ -1,9 +1,14 @@
-"""The MTEB subset as mteb task objects, read from a local tasks directory or loaded online.
+"""MTEB tasks from task folders: each folder's ``task.yaml`` says what it holds, mteb scores it.
 
-Offline (a tasks directory in the layout of ``shared/data``, from ``EvalConfig.tasks_dir`` or the
-``ABLATION_TASKS_DIR`` environment variable) every task is an mteb task class whose data come from
-local JSONL files, so mteb's own evaluators compute the scores exactly as on the leaderboard. With
-no tasks directory the tasks are MTEB's published ones, loaded online by name.
+Offline (a tasks directory, from ``EvalConfig.tasks_dir`` or the ``ABLATION_TASKS_DIR`` environment
+variable) the tasks are the folders under it, at any depth, that hold a ``task.yaml`` manifest
+(``name``, ``type``, optional ``mteb``, ``description``, ``license``, optional ``instruction``); the
+files follow the per-type layout of ``shared/data/README.md``. Adding a benchmark is adding a folder,
+not code. Each task becomes an mteb task class whose data come from the local JSONL files, so mteb's
+own evaluators compute the scores exactly as on the leaderboard. Its metadata (main score) is that of
+the MTEB task named by ``mteb``, else that of a registered task of the same type
+(``METADATA_OF_TYPE``), renamed: a local-only task is never run as a different hub task. With no
+tasks directory, task names are MTEB's and load online.
 
 ``EvalConfig.max_texts`` caps the texts each local task encodes with a seeded subsample (the same
 ``SUBSAMPLE_SEED`` for every trial, so all arms and seeds of a study score the same texts):
@@ -11,12 +16,15 @@ no tasks directory the tasks are MTEB's published ones, loaded online by name.
 - STS: ``max_texts // 2`` pairs drawn at random (two texts per pair);
 - Retrieval: ``max_texts // 5`` queries drawn at random, all their relevant documents kept, and the
   corpus filled with randomly drawn other documents up to ``max_texts`` texts in all;
-- Classification: ``max_texts`` rows drawn at random from the test split and ``max_texts`` from the
-  train split; mteb then draws ``samples_per_label`` training rows per label from that pool in each
-  of its experiments (logistic regression, MTEB protocol);
-- Clustering: ``max_texts`` rows drawn at random; k-means with k = the labels present (mteb).
+- Classification: ``max_texts`` rows of the test split and ``max_texts`` of the train split; mteb
+  then draws ``samples_per_label`` training rows per label from that pool in each of its experiments
+  (logistic regression, MTEB protocol);
+- Clustering: ``max_texts`` rows; k-means with k = the labels present (mteb).
 
-Online tasks run as MTEB publishes them (``max_texts`` is not applied there).
+Labelled rows are drawn with mteb's stratified subsampling (label shares kept) where it can work:
+every label at least twice and the cap no smaller than the number of labels; otherwise (e.g. the
+smoke preset's 64 texts over Banking77's 77 intents) at random. Online tasks run as MTEB publishes
+them (``max_texts`` is not applied there).
 """
 
 from __future__ import annotations
@@ -24,16 +32,37 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from objectives.config import ConfigError, EvalConfig
 
 TASKS_DIR_ENV = "ABLATION_TASKS_DIR"
+MANIFEST = "task.yaml"
 SUBSAMPLE_SEED = 42
 RETRIEVAL_TEXTS_PER_QUERY = 5
+
+# The data files each task type needs in its folder (formats: shared/data/README.md).
+FILES_OF_TYPE: dict[str, tuple[str, ...]] = {
+    "STS": ("test.jsonl",),
+    "Retrieval": ("corpus.jsonl", "queries.jsonl", "qrels.jsonl"),
+    "Classification": ("train.jsonl", "test.jsonl"),
+    "Clustering": ("test.jsonl",),
+}
+# Where a local-only task (no ``mteb`` field) takes its metadata from: a registered MTEB task of the
+# same type whose main score is the type's usual one.
+METADATA_OF_TYPE: dict[str, str] = {
+    "STS": "STSBenchmark",
+    "Retrieval": "SciFact",
+    "Classification": "Banking77Classification",
+    "Clustering": "TwentyNewsgroupsClustering.v2",
+}
+CATEGORY_OF_TYPE = {kind: kind for kind in FILES_OF_TYPE}
 
 
 class TaskDataError(ConfigError):
@@ -41,70 +70,79 @@ class TaskDataError(ConfigError):
 
 
 @dataclass(frozen=True)
-class TaskSpec:
-    """One task of the registry: where its files live and which MTEB task it stands for.
+class Manifest:
+    """One task folder as its ``task.yaml`` describes it."""
 
-    ``metadata_from`` is the registered MTEB task whose metadata (main score, type) the local task
-    reuses; ``online`` is the MTEB task run when no tasks directory is given.
-    """
+    name: str  # what --tasks selects and what the reports show
+    type: str  # STS | Retrieval | Classification | Clustering: decides files and main score
+    folder: Path  # the folder holding task.yaml and the data files
+    description: str  # one line
+    license: str  # the data's license
+    mteb: str | None = None  # the MTEB task with the same data (online counterpart, metadata)
+    instruction: str | None = None  # the query instruction of instruction-following encoders
 
-    name: str
-    category: str
-    folder: str
-    online: str
-    metadata_from: str
-    description: str
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST
 
 
-TASKS: dict[str, TaskSpec] = {
-    spec.name: spec
-    for spec in (
-        TaskSpec("SICK-R", "STS", "sts/SICK-R", "SICK-R", "SICK-R", "SICK-R test set"),
-        TaskSpec("STS14", "STS", "sts/STS14", "STS14", "STS14", "STS14, all six test files"),
-        TaskSpec(
-            "STSBenchmark", "STS", "sts/STSBenchmark", "STSBenchmark", "STSBenchmark", "STS-B test"
-        ),
-        TaskSpec(
-            "SciFactSubset",
-            "Retrieval",
-            "retrieval/SciFactSubset",
-            "SciFact",
-            "SciFact",
-            "SciFact subset: 2,101 of 5,183 documents, the 265 queries whose relevant docs are in it",
-        ),
-        TaskSpec(
-            "Banking77Classification",
-            "Classification",
-            "classification/Banking77",
-            "Banking77Classification",
-            "Banking77Classification",
-            "Banking77 intents, logistic regression on embeddings",
-        ),
-        TaskSpec(
-            "Banking77Intents",
-            "Clustering",
-            "clustering/Banking77Intents",
-            "TwentyNewsgroupsClustering",
-            "TwentyNewsgroupsClustering.v2",
-            "Banking77 test texts clustered by their 77 intents",
-        ),
-        TaskSpec(
-            "ArxivTitles",
-            "Clustering",
-            "clustering/ArxivTitles",
-            "ArxivClusteringS2S",
-            "TwentyNewsgroupsClustering.v2",
-            "titles of 2,000 arXiv papers clustered by their first category",
-        ),
-    )
-}
+_REQUIRED = ("name", "type", "description", "license")
+_OPTIONAL = ("mteb", "instruction")
 
-CATEGORY_OF_TYPE = {
-    "STS": "STS",
-    "Retrieval": "Retrieval",
-    "Classification": "Classification",
-    "Clustering": "Clustering",
-}
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest at ``path``, its fields and type checked (its files are checked on loading)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TaskDataError(f"{path}: not a readable YAML manifest ({first})") from None
+    if not isinstance(data, dict):
+        raise TaskDataError(f"{path}: a manifest is a mapping with fields {list(_REQUIRED)}")
+    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise TaskDataError(
+            f"{path}: unknown field '{unknown[0]}'; known: {list(_REQUIRED + _OPTIONAL)}"
+        )
+    for field_name in _REQUIRED + _OPTIONAL:
+        value = data.get(field_name)
+        if value is None and field_name in _OPTIONAL:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            problem = "missing field" if value is None else "field must be a non-empty string:"
+            raise TaskDataError(f"{path}: {problem} '{field_name}'")
+    if data["type"] not in FILES_OF_TYPE:
+        raise TaskDataError(
+            f"{path}: field 'type' is '{data['type']}'; use one of {' | '.join(FILES_OF_TYPE)}"
+        )
+    return Manifest(folder=path.parent, **{k: data.get(k) for k in _REQUIRED + _OPTIONAL})
+
+
+def _check_files(manifest: Manifest) -> None:
+    """Every data file the manifest's type needs exists in its folder."""
+    for name in FILES_OF_TYPE[manifest.type]:
+        if not (manifest.folder / name).is_file():
+            raise TaskDataError(
+                f"{manifest.folder / name}: file not found; a {manifest.type} task folder holds "
+                f"{', '.join(FILES_OF_TYPE[manifest.type])} (shared/data/README.md)"
+            )
+
+
+def discover_tasks(tasks_dir: str | None) -> dict[str, Manifest]:
+    """Every task under the tasks directory (any depth) by name; ``{}`` when there is none."""
+    root = resolve_tasks_dir(tasks_dir)
+    if root is None:
+        return {}
+    found: dict[str, Manifest] = {}
+    for path in sorted(root.rglob(MANIFEST)):
+        manifest = read_manifest(path)
+        if manifest.name in found:
+            raise TaskDataError(
+                f"{path}: field 'name' '{manifest.name}' is also the name in "
+                f"{found[manifest.name].path}; task names must be unique"
+            )
+        found[manifest.name] = manifest
+    return found
 
 
 def resolve_tasks_dir(tasks_dir: str | None) -> Path | None:
@@ -121,15 +159,21 @@ def resolve_tasks_dir(tasks_dir: str | None) -> Path | None:
     return path
 
 
-def task_folder(name: str, tasks_dir: str | None) -> Path:
-    """The folder of local task ``name`` under the tasks directory (the layout of shared/data)."""
-    root = resolve_tasks_dir(tasks_dir)
-    spec = TASKS.get(name)
-    if root is None or spec is None:
+def find_manifest(name: str, tasks_dir: str | None) -> Manifest:
+    """The manifest of local task ``name``; ``TaskDataError`` lists the tasks that exist."""
+    found = discover_tasks(tasks_dir)
+    if name not in found:
+        where = resolve_tasks_dir(tasks_dir)
         raise TaskDataError(
-            f"no local task '{name}'; choose from {sorted(TASKS)} under --tasks-dir/{TASKS_DIR_ENV}"
+            f"no local task '{name}' under {where or f'--tasks-dir/{TASKS_DIR_ENV} (unset)'}; "
+            f"found {sorted(found)} (a task folder needs a {MANIFEST})"
         )
-    return root / spec.folder
+    return found[name]
+
+
+def task_folder(name: str, tasks_dir: str | None) -> Path:
+    """The folder of local task ``name`` under the tasks directory."""
+    return find_manifest(name, tasks_dir).folder
 
 
 def read_jsonl(
@@ -176,7 +220,6 @@ def read_jsonl(
     return rows
 
 
-_TEXT = {"text": str}
 _LABELLED = {"text": str, "label": (str, int)}
 _STS = {"sentence1": str, "sentence2": str, "score": (int, float)}
 
@@ -189,16 +232,51 @@ def _sample(rows: list[Any], limit: int | None, rng: random.Random) -> list[Any]
     return [rows[i] for i in keep]
 
 
-def _metadata(spec: TaskSpec) -> Any:
+def _sample_labelled(
+    rows: list[dict[str, Any]], limit: int | None, rng: random.Random
+) -> list[dict[str, Any]]:
+    """``limit`` labelled rows keeping the label shares (mteb's stratified subsampling), in file
+    order; at random where stratifying cannot work (a label seen once, or more labels than rows
+    on either side of the split)."""
+    if limit is None or limit >= len(rows):
+        return list(rows)
+    counts = Counter(str(r["label"]) for r in rows)
+    if min(counts.values()) < 2 or min(limit, len(rows) - limit) < len(counts):
+        return _sample(rows, limit, rng)
+    from datasets import Dataset, DatasetDict
+    from mteb.abstasks.abstask import AbsTask
+
+    index = Dataset.from_dict(
+        {"row": list(range(len(rows))), "label": [str(r["label"]) for r in rows]}
+    )
+    picked = AbsTask.stratified_subsampling(
+        DatasetDict({"test": index}), seed=rng.randrange(2**31), n_samples=limit
+    )["test"]["row"]
+    return [rows[i] for i in sorted(picked)]
+
+
+def _metadata(manifest: Manifest) -> Any:
+    """The mteb metadata of a local task: its MTEB counterpart's, or its type's, renamed."""
     import mteb
 
-    base = mteb.get_task(spec.metadata_from).metadata
+    source = manifest.mteb or METADATA_OF_TYPE[manifest.type]
+    try:
+        base = mteb.get_task(source).metadata
+    except KeyError:
+        raise TaskDataError(
+            f"{manifest.path}: field 'mteb' is '{source}', which is not an MTEB task name"
+        ) from None
+    if base.type != manifest.type:
+        raise TaskDataError(
+            f"{manifest.path}: field 'mteb' names {source}, a {base.type} task, "
+            f"but field 'type' is {manifest.type}"
+        )
     return base.model_copy(
         update={
-            "name": spec.name,
-            "description": f"{spec.description} (local files {spec.folder})",
+            "name": manifest.name,
+            "description": f"{manifest.description} (local files {manifest.folder})",
             "superseded_by": None,
-            "adapted_from": [spec.online],
+            "adapted_from": [manifest.mteb] if manifest.mteb else None,
         }
     )
 
@@ -222,11 +300,11 @@ def _local_class(base: type) -> type:
     return LocalTask
 
 
-def _load_sts(spec: TaskSpec, folder: Path, config: EvalConfig, rng: random.Random) -> Any:
+def _load_sts(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any:
     from datasets import Dataset
     from mteb.abstasks.sts import AbsTaskSTS
 
-    rows = read_jsonl(folder / "test.jsonl", _STS)
+    rows = read_jsonl(manifest.folder / "test.jsonl", _STS)
     limit = None if config.max_texts is None else max(2, config.max_texts // 2)
     rows = _sample(rows, limit, rng)
     data = Dataset.from_dict(
@@ -236,14 +314,15 @@ def _load_sts(spec: TaskSpec, folder: Path, config: EvalConfig, rng: random.Rand
             "score": [float(r["score"]) for r in rows],
         }
     )
-    return _local_class(AbsTaskSTS)(_metadata(spec), {"default": {"test": data}})
+    return _local_class(AbsTaskSTS)(_metadata(manifest), {"default": {"test": data}})
 
 
-def _load_retrieval(spec: TaskSpec, folder: Path, config: EvalConfig, rng: random.Random) -> Any:
+def _load_retrieval(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any:
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 
+    folder = manifest.folder
     corpus = read_jsonl(folder / "corpus.jsonl", {"id": (str, int), "text": str})
     queries = read_jsonl(folder / "queries.jsonl", {"id": (str, int), "text": str})
     doc_ids = {str(d["id"]) for d in corpus}
@@ -283,38 +362,38 @@ def _load_retrieval(spec: TaskSpec, folder: Path, config: EvalConfig, rng: rando
         relevant_docs=relevant,
         top_ranked=None,
     )
-    return _local_class(AbsTaskRetrieval)(_metadata(spec), {"default": {"test": split}})
+    return _local_class(AbsTaskRetrieval)(_metadata(manifest), {"default": {"test": split}})
 
 
-def _load_classification(
-    spec: TaskSpec, folder: Path, config: EvalConfig, rng: random.Random
-) -> Any:
+def _load_classification(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any:
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.classification import AbsTaskClassification
 
     splits = {}
     for split in ("train", "test"):
-        rows = _sample(read_jsonl(folder / f"{split}.jsonl", _LABELLED), config.max_texts, rng)
+        rows = read_jsonl(manifest.folder / f"{split}.jsonl", _LABELLED)
+        rows = _sample_labelled(rows, config.max_texts, rng)
         splits[split] = Dataset.from_dict(
             {"text": [r["text"] for r in rows], "label": [str(r["label"]) for r in rows]}
         )
     return _local_class(AbsTaskClassification)(
-        _metadata(spec),
+        _metadata(manifest),
         {"default": DatasetDict(splits)},
         samples_per_label=config.samples_per_label,
     )
 
 
-def _load_clustering(spec: TaskSpec, folder: Path, config: EvalConfig, rng: random.Random) -> Any:
+def _load_clustering(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any:
     from datasets import Dataset
     from mteb.abstasks.clustering import AbsTaskClustering
 
-    rows = _sample(read_jsonl(folder / "test.jsonl", _LABELLED), config.max_texts, rng)
+    rows = read_jsonl(manifest.folder / "test.jsonl", _LABELLED)
+    rows = _sample_labelled(rows, config.max_texts, rng)
     data = Dataset.from_dict(
         {"text": [r["text"] for r in rows], "labels": [str(r["label"]) for r in rows]}
     )
     return _local_class(AbsTaskClustering)(
-        _metadata(spec),
+        _metadata(manifest),
         {"default": {"test": data}},
         max_fraction_of_documents_to_embed=None,
         max_document_to_embed=None,
@@ -324,7 +403,7 @@ def _load_clustering(spec: TaskSpec, folder: Path, config: EvalConfig, rng: rand
     )
 
 
-_LOADERS: dict[str, Callable[[TaskSpec, Path, EvalConfig, random.Random], Any]] = {
+_LOADERS: dict[str, Callable[[Manifest, EvalConfig, random.Random], Any]] = {
     "STS": _load_sts,
     "Retrieval": _load_retrieval,
     "Classification": _load_classification,
@@ -332,39 +411,48 @@ _LOADERS: dict[str, Callable[[TaskSpec, Path, EvalConfig, random.Random], Any]] 
 }
 
 
-def load_tasks(config: EvalConfig) -> list[Any]:
-    """The configured tasks as mteb task objects, their data already read and subsampled.
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is off limits (``HF_HUB_OFFLINE``), so tasks must be local."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
-    Reading everything up front means a missing or malformed file fails the trial before any
-    training time is spent.
+
+def load_tasks(config: EvalConfig) -> list[Any]:
+    """The configured tasks as mteb task objects, local data already read and subsampled.
+
+    A name is a local task (a manifest under the tasks directory) or else an MTEB hub task, which
+    needs the hub: offline it is an error. Reading everything up front means a missing or
+    malformed file fails before any training time is spent (the launcher calls this to check).
     """
-    root = resolve_tasks_dir(config.tasks_dir)
-    if root is None:
-        return [_online_task(name) for name in config.tasks]
+    local = discover_tasks(config.tasks_dir)
     tasks = []
     for name in config.tasks:
-        spec = TASKS.get(name)
-        if spec is None:
-            raise ConfigError(
-                f"unknown local task '{name}'; choose from {sorted(TASKS)} "
-                f"(or unset --tasks-dir/{TASKS_DIR_ENV} to run MTEB tasks online)"
-            )
-        rng = random.Random(f"{SUBSAMPLE_SEED}:{name}")
-        tasks.append(_LOADERS[spec.category](spec, root / spec.folder, config, rng))
+        if name in local:
+            _check_files(local[name])
+            rng = random.Random(f"{SUBSAMPLE_SEED}:{name}")
+            tasks.append(_LOADERS[local[name].type](local[name], config, rng))
+        else:
+            tasks.append(_hub_task(name, local))
     return tasks
 
 
-def _online_task(name: str) -> Any:
+def _hub_task(name: str, local: dict[str, Manifest]) -> Any:
     import mteb
 
-    mteb_name = TASKS[name].online if name in TASKS else name
+    where = f"local tasks: {sorted(local)}" if local else f"no --tasks-dir/{TASKS_DIR_ENV}"
+    if hub_offline():
+        raise TaskDataError(
+            f"unknown local task '{name}' ({where}) and HF_HUB_OFFLINE is set, so it cannot be "
+            "an MTEB hub task; add its folder with a task.yaml or fix the name"
+        )
     try:
-        task = mteb.get_task(mteb_name)
+        task = mteb.get_task(name)
     except KeyError:
-        raise ConfigError(f"'{name}' is neither a local task nor an MTEB task name") from None
+        raise ConfigError(
+            f"'{name}' is neither a local task ({where}) nor an MTEB task name"
+        ) from None
     if task.metadata.type not in CATEGORY_OF_TYPE:
         raise ConfigError(
-            f"MTEB task '{mteb_name}' is of type {task.metadata.type}; "
+            f"MTEB task '{name}' is of type {task.metadata.type}; "
             f"supported: {sorted(CATEGORY_OF_TYPE)}"
         )
     return task

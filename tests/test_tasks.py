@@ -8,19 +8,28 @@ from pathlib import Path
 import pytest
 
 from objectives.config import ConfigError, EvalConfig
-from objectives.tasks import TASKS, TaskDataError, load_tasks, resolve_tasks_dir, task_category
+from objectives.tasks import (
+    TaskDataError,
+    discover_tasks,
+    load_tasks,
+    resolve_tasks_dir,
+    task_category,
+)
 
 
 def _split(task, name="test"):
     return task.dataset["default"][name]
 
 
-def test_every_registered_task_loads_with_the_documented_caps(tasks_dir: Path) -> None:
-    config = EvalConfig(tasks=tuple(TASKS), tasks_dir=str(tasks_dir), max_texts=60)
+def test_every_default_task_loads_from_its_manifest_with_the_documented_caps(
+    tasks_dir: Path,
+) -> None:
+    config = EvalConfig(tasks_dir=str(tasks_dir), max_texts=60)
+    manifests = discover_tasks(str(tasks_dir))
     tasks = {t.metadata.name: t for t in load_tasks(config)}
-    assert list(tasks) == list(TASKS)
+    assert list(tasks) == list(config.tasks)
     assert {n: task_category(t) for n, t in tasks.items()} == {
-        n: s.category for n, s in TASKS.items()
+        n: manifests[n].type for n in config.tasks
     }
 
     for name in ("SICK-R", "STS14", "STSBenchmark"):
@@ -70,6 +79,13 @@ def _write(path: Path, rows: list[str]) -> None:
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
+def _manifest(folder: Path, name: str, kind: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "task.yaml").write_text(
+        f"name: {name}\ntype: {kind}\ndescription: test data\nlicense: CC0\n", encoding="utf-8"
+    )
+
+
 def _sts_row(score: object = 3.0) -> str:
     return json.dumps({"sentence1": "a cat", "sentence2": "a dog", "score": score})
 
@@ -88,6 +104,7 @@ def test_malformed_task_file_names_file_and_line(
 ) -> None:
     path = tmp_path / "sts" / "SICK-R" / "test.jsonl"
     _write(path, [_sts_row(), _sts_row(), bad_line])
+    _manifest(path.parent, "SICK-R", "STS")
     with pytest.raises(TaskDataError) as error:
         load_tasks(EvalConfig(tasks=("SICK-R",), tasks_dir=str(tmp_path)))
     assert f"{path}:3: {message}" in str(error.value)
@@ -95,9 +112,11 @@ def test_malformed_task_file_names_file_and_line(
 
 
 def test_missing_task_file_and_dangling_qrels_are_named(tmp_path: Path) -> None:
+    _manifest(tmp_path / "sts" / "STS14", "STS14", "STS")
     with pytest.raises(TaskDataError, match=r"sts/STS14/test.jsonl: file not found"):
         load_tasks(EvalConfig(tasks=("STS14",), tasks_dir=str(tmp_path)))
     folder = tmp_path / "retrieval" / "SciFactSubset"
+    _manifest(folder, "SciFactSubset", "Retrieval")
     _write(folder / "corpus.jsonl", [json.dumps({"id": "d1", "text": "doc"})])
     _write(folder / "queries.jsonl", [json.dumps({"id": "q1", "text": "query"})])
     _write(
