@@ -8,10 +8,12 @@ several tasks share it (Banking77 classification and clustering, STS sentences r
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +23,7 @@ from mteb.types import PromptType
 from scipy.stats import spearmanr
 
 from objectives.data import DevSlices
+from objectives.evidence import TaskEvidence, collect, record_draws
 from objectives.tasks import task_category
 
 MRR_AT = 10
@@ -43,6 +46,7 @@ class Evaluation:
     seconds: float
     texts_encoded: int
     encode_seconds: float
+    evidence: dict[str, TaskEvidence]
 
 
 class CachedEncoder(AbsEncoder):
@@ -114,7 +118,8 @@ def evaluate(encoder: CachedEncoder, tasks: Sequence[Any], *, progress: bool = T
 
     start = time.perf_counter()
     encode_before = encoder.encode_seconds
-    with warnings.catch_warnings():
+    recorders = record_draws(tasks)
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as predictions:
         # Small slices leave some labels without a prediction or training row: expected, not news.
         warnings.filterwarnings("ignore", module="sklearn")
         result = mteb.evaluate(
@@ -124,7 +129,9 @@ def evaluate(encoder: CachedEncoder, tasks: Sequence[Any], *, progress: bool = T
             encode_kwargs={"batch_size": encoder.batch_size, "show_progress_bar": False},
             show_progress_bar=progress,
             raise_error=True,
+            prediction_folder=predictions,
         )
+        evidence = collect(tasks, Path(predictions), recorders)
     seconds = time.perf_counter() - start
     categories = {task.metadata.name: task_category(task) for task in tasks}
     scores = {r.task_name: float(r.get_score()) for r in result.task_results}
@@ -137,6 +144,7 @@ def evaluate(encoder: CachedEncoder, tasks: Sequence[Any], *, progress: bool = T
         seconds=seconds,
         texts_encoded=len(encoder.cache),
         encode_seconds=encoder.encode_seconds - encode_before,
+        evidence=evidence,
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from objectives.evidence import TaskEvidence
+
 CATEGORIES: tuple[str, ...] = ("STS", "Retrieval", "Classification", "Clustering")
 OBJECTIVE = "average"
 
@@ -34,6 +36,9 @@ class TrialResult:
     intermediate: list[tuple[int, float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # Per-task item-level records (objectives.evidence); stored as a trial system attr by the
+    # worker (storage.evidence), never in user_attrs(), which optuna-dashboard ships to browsers.
+    evidence: dict[str, TaskEvidence] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
         """Flat, JSON-ready attributes as stored on the Optuna trial."""

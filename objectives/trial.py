@@ -133,6 +133,7 @@ def _run(
         intermediate=intermediate,
         config=_resolved(config, source, device),
         versions=_versions(),
+        evidence=evaluation.evidence,
     )
 
 

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from objectives.config import TrialConfig, from_dict, to_dict
 from search import space
 from search.plans import Plan
-from storage import StorageSettings, fail_stale_trials, open_storage
+from storage import StorageSettings, fail_stale_trials, open_storage, write_evidence
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,7 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             return Outcome(trial_id, "FAIL", None, node, error)
         for key, value in result.user_attrs().items():
             trial.set_user_attr(key, value)
+        write_evidence(storage, trial_id, result.evidence)
         study.tell(trial, result.average)
         return Outcome(trial_id, "COMPLETE", result.average, node)
 

@@ -6,6 +6,7 @@ unreachable servers are reported in one line before anything is written.
 """
 
 from storage.connect import StorageSettings, fail_stale_trials, open_storage, retried_from
+from storage.evidence import read_evidence, write_evidence
 from storage.urls import DEFAULT_URL, ENV_VAR, StorageError, parse_url, redact, resolve_url
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "fail_stale_trials",
     "open_storage",
     "parse_url",
+    "read_evidence",
     "redact",
     "resolve_url",
     "retried_from",
+    "write_evidence",
 ]
