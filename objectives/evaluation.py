@@ -20,13 +20,9 @@ import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
-from scipy.stats import spearmanr
 
-from objectives.data import DevSlices
 from objectives.evidence import TaskEvidence, collect, record_draws
 from objectives.tasks import task_category
-
-MRR_AT = 10
 
 
 class TextEncoder(Protocol):
@@ -146,35 +142,3 @@ def evaluate(encoder: CachedEncoder, tasks: Sequence[Any], *, progress: bool = T
         encode_seconds=encoder.encode_seconds - encode_before,
         evidence=evidence,
     )
-
-
-def dev_signal(
-    encoder: TextEncoder, dev: DevSlices, *, batch_size: int, query_prompt: str | None = None
-) -> float:
-    """The cheap held-out score reported during training (for pruning), in [-1, 1].
-
-    The mean of the parts available: (a) Spearman of cosine vs gold on the STS dev pairs and
-    (b) MRR@10 of the held-out training queries, each ranking its own positive among every dev
-    positive and hard negative. Neither part shares a text with the evaluated tasks (see
-    ``objectives.data``); a few hundred short texts, so seconds on CPU.
-    """
-    parts = []
-    if dev.sts:
-        left, right, gold = zip(*dev.sts, strict=True)
-        vectors = encoder.encode(list(left) + list(right), batch_size, None)
-        cosine = np.sum(vectors[: len(left)] * vectors[len(left) :], axis=1)
-        parts.append(float(spearmanr(cosine, gold).statistic))
-    if dev.retrieval:
-        queries = encoder.encode([p.query for p in dev.retrieval], batch_size, query_prompt)
-        texts = [p.positive for p in dev.retrieval] + [
-            p.negative for p in dev.retrieval if p.negative
-        ]
-        scores = queries @ encoder.encode(texts, batch_size, None).T
-        own = scores[np.arange(len(queries)), np.arange(len(queries))]
-        rank = 1 + np.sum(scores > own[:, None], axis=1)
-        parts.append(float(np.mean(np.where(rank <= MRR_AT, 1.0 / rank, 0.0))))
-    if not parts:
-        raise ValueError(
-            "no dev texts for the intermediate signal; raise train.dev_pairs/dev_queries"
-        )
-    return float(np.mean(parts))

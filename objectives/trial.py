@@ -29,23 +29,27 @@ from objectives.data import (
     pairs_source,
     split_dev,
 )
-from objectives.evaluation import CachedEncoder, dev_signal, evaluate
+from objectives.dev_signal import DevSet, dev_proxies, labelled_slices
+from objectives.evaluation import CachedEncoder, evaluate
 from objectives.model import EmbeddingModel
 from objectives.results import TrialResult, category_means
 from objectives.tasks import load_tasks, resolve_tasks_dir, task_texts
 from objectives.training import train
 
 VERSIONED = ("torch", "transformers", "peft", "mteb", "sentence-transformers", "optuna")
+# report(step, proxies): each scored category's dev proxy at that training step.
+Report = Callable[[int, dict[str, float]], None]
 
 
 def run_trial(
-    config: TrialConfig, report: Callable[[int, float], None] | None = None, progress: bool = True
+    config: TrialConfig, report: Report | None = None, progress: bool = True
 ) -> TrialResult:
     """Build, fine-tune and score the model ``config`` describes.
 
-    ``report(step, score)`` receives the cheap dev signal (``objectives.evaluation.dev_signal``)
-    every ``train.eval_every`` optimizer steps and after the last step. The same seed gives the
-    same data order, initialisation and result on CPU.
+    ``report(step, proxies)`` receives the cheap held-out proxy of each scored category
+    (``objectives.dev_signal``) before training (step 0), every ``train.eval_every`` optimizer
+    steps and after the last step. The same seed gives the same data order, initialisation and
+    result on CPU.
 
     Costs: ``load_seconds`` (task files, pairs, dev slices, model), ``train_seconds`` (optimizer
     steps only, not the dev signal), ``eval_seconds`` (the whole mteb run),
@@ -66,9 +70,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _run(
-    config: TrialConfig, report: Callable[[int, float], None] | None, progress: bool
-) -> TrialResult:
+def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialResult:
     device = resolve_device(config.device)
     with _peak_memory(device) as peak, attention_kernels(device):
         start = time.perf_counter()
@@ -77,26 +79,32 @@ def _run(
         source = pairs_source(config.train, config.eval.tasks_dir)
         pairs, dev_pairs = split_dev(load_pairs(source), config.train.dev_queries, evaluated)
         pairs = cap_pairs(pairs, config.train.max_pairs)
-        dev = DevSlices(
-            sts=dev_sts(config.eval.tasks_dir, config.train.dev_pairs, evaluated),
-            retrieval=dev_pairs,
+        labelled = labelled_slices(tasks, config.eval.tasks_dir, config.train.dev_pairs, evaluated)
+        dev = DevSet(
+            slices=DevSlices(
+                sts=dev_sts(config.eval.tasks_dir, config.train.dev_pairs, evaluated),
+                retrieval=dev_pairs,
+            ),
+            classification=labelled["Classification"],
+            clustering=labelled["Clustering"],
         )
         model = EmbeddingModel.build(config.model, seed=config.seed, device=device)
         load_seconds = time.perf_counter() - start
 
-        intermediate: list[tuple[int, float]] = []
+        intermediate: list[tuple[int, dict[str, float]]] = []
 
         def on_step(step: int) -> None:
-            score = dev_signal(
+            proxies = dev_proxies(
                 model,
                 dev,
                 batch_size=config.eval.batch_size,
                 query_prompt=config.model.query_prompt,
             )
-            intermediate.append((step, score))
+            intermediate.append((step, proxies))
             if report is not None:
-                report(step, score)
+                report(step, proxies)
 
+        on_step(0)  # the untrained model's signal: what "did it learn" and pruning compare with
         torch.manual_seed(config.seed)
         stats = train(
             model,

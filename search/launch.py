@@ -19,9 +19,10 @@ import ray
 
 from objectives.config import ConfigError
 from objectives.presets import PRESETS
+from objectives.smollm2 import DecoderUnavailableError
 from objectives.tasks import resolve_tasks_dir
 from objectives.variants import VARIANTS
-from search import runner, space
+from search import runner, scheduler, space
 from search.plans import STUDIES, Plan, PlanError, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageError, StorageSettings, open_storage, redact, resolve_url
@@ -30,12 +31,17 @@ from storage.cli import add_storage_argument
 EXIT_INPUT = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+DROPPED = "data.dropped_overlap"  # trial user attr: training pairs holding an evaluated text
 # Environment that workers on other nodes need to find data and stay offline like the driver.
 _FORWARDED_ENV = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "ABLATION_TASKS_DIR")
 
 
 class LaunchError(RuntimeError):
     """Bad input found before the launch writes anything; one line that names the fix."""
+
+
+# The project's error roots: each carries one line that names the fix, so none is a traceback.
+ONE_LINE_ERRORS = (PlanError, ConfigError, StorageError, LaunchError, DecoderUnavailableError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         storage = open_storage(launch.url, launch.storage_settings)
         return _run(launch, storage)
-    except (PlanError, ConfigError, StorageError, LaunchError) as exc:
+    except ONE_LINE_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
@@ -178,6 +184,7 @@ def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     if code == 0 and space.shortfall(study, plan, arms, space.FINISHED):
         code = EXIT_FAILED
     print_table(launch.name, launch.url)
+    _print_dropped(study)
     if code == EXIT_INTERRUPTED:
         print("interrupted: finished trials are kept; relaunch the same command to resume")
     elif code == EXIT_FAILED:
@@ -191,10 +198,10 @@ def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
 def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.Study) -> int:
     """Run the queued trials on Ray with live progress; 130 on Ctrl-C, else 0."""
     args = launch.args
-    _start_ray(args.address)
+    started = _start_ray(args.address)
     progress = LiveProgress(study, launch.plan, launch.arms)
     try:
-        resources = runner.Resources(
+        resources = scheduler.Resources(
             cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial,
             max_concurrent=args.max_concurrent or _default_concurrency(args.cpus_per_trial),
@@ -207,20 +214,38 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             configs=runner.job_configs(launch.arms.configs, args.cpus_per_trial),
             pruning=space.Pruning(args.pruner, args.prune_after, args.prune_margin),
         )
-        tracker = runner.run_study(storage, study, job, resources, on_change=progress.update)
-    except runner.Interrupted:
+        tracker = scheduler.run_study(storage, study, job, resources, on_change=progress.update)
+    except scheduler.Interrupted:
         return EXIT_INTERRUPTED
     finally:
         progress.close()
-        ray.shutdown()
+        if started:
+            ray.shutdown()
+    if tracker.stopped:  # every cell would fail the same way: one line, not one per trial
+        print(f"error: {tracker.stopped}; the study was stopped", file=sys.stderr)
+        return EXIT_INPUT
     for outcome in tracker.outcomes:
         if outcome.state == "FAIL":
             print(f"trial {outcome.trial_id} failed: {outcome.error}", file=sys.stderr)
     return 0
 
 
-def _start_ray(address: str | None) -> None:
-    """A private local Ray by default (never a stranger's cluster by accident), or ``address``."""
+def _print_dropped(study: optuna.Study) -> None:
+    """Say so when trials trained without pairs that contained an evaluated text."""
+    counts = {t.user_attrs.get(DROPPED, 0) for t in study.get_trials(deepcopy=False)} - {0}
+    if counts:
+        listed = ", ".join(str(n) for n in sorted(counts))
+        print(
+            f"training pairs dropped because they contain an evaluated text: {listed} ({DROPPED})"
+        )
+
+
+def _start_ray(address: str | None) -> bool:
+    """A private local Ray by default (never a stranger's cluster by accident), or ``address``;
+    a Ray this process already runs (a notebook's, a test module's) is used as it is. True when
+    started here, so that only then the launch shuts it down."""
+    if ray.is_initialized():
+        return False
     env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV)}
     try:
         ray.init(
@@ -234,6 +259,7 @@ def _start_ray(address: str | None) -> None:
             f"cannot reach Ray at '{address}' ({runner.one_line(exc)}); start it with "
             "`ray start --head` or fix --address (leave it out for a private local Ray)"
         ) from None
+    return True
 
 
 def _probe_ray(address: str, timeout: float = 5.0) -> None:

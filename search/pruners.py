@@ -4,7 +4,9 @@ A seed fixes the data order, LoRA and head initialisation of every arm. Measured
 preset, two seeds of one arm differ by about 0.02 in the intermediate score while two arms of one
 seed differ by about 0.001, so Optuna's MedianPruner, which compares across seeds, cuts the low
 seeds of every arm and leaves the ablation table without its spread. Comparing with same-seed
-trials cancels the seed effect; a margin keeps arms that are level with the others.
+trials cancels the seed effect; a margin keeps arms that are level with the others. When it may act
+at all (never at step 0, the last step or on the baseline) is the report bridge's rule
+(``search.runner.may_prune``); which cell runs first, so that a reference exists, the scheduler's.
 """
 
 from __future__ import annotations
@@ -16,12 +18,26 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 
+def same_seed_reference(study: optuna.Study, seed: int, step: int) -> float | None:
+    """The median intermediate value at ``step`` of the finished (COMPLETE) trials of ``seed``;
+    ``None`` while there is none. The scheduler runs each seed's baseline first, so that is it."""
+    peers = _peers(study, seed, step)
+    return statistics.median(peers) if peers else None
+
+
+def _peers(study: optuna.Study, seed: int, step: int) -> list[float]:
+    return [
+        peer.intermediate_values[step]
+        for peer in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if peer.params.get("seed") == seed and step in peer.intermediate_values
+    ]
+
+
 class SameSeedMedianPruner(optuna.pruners.BasePruner):
     """Prune a trial whose score at a step is worse than the median of the finished trials with the
     same ``seed`` param at that step by more than ``margin``.
 
-    ``n_startup_trials`` same-seed trials must have finished before it prunes anything; the baseline
-    runs first within each seed, so it is usually the first reference.
+    ``n_startup_trials`` same-seed trials must have finished before it prunes anything.
     """
 
     def __init__(self, margin: float = 0.01, n_startup_trials: int = 1) -> None:
@@ -37,12 +53,7 @@ class SameSeedMedianPruner(optuna.pruners.BasePruner):
         value = trial.intermediate_values[step]
         if math.isnan(value):
             return True
-        peers = [
-            peer.intermediate_values[step]
-            for peer in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if peer.params.get("seed") == trial.params.get("seed")
-            and step in peer.intermediate_values
-        ]
+        peers = _peers(study, trial.params.get("seed"), step)
         if len(peers) < self.n_startup_trials:
             return False
         median = statistics.median(peers)

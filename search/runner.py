@@ -1,22 +1,18 @@
-"""Ray runs the cells: one Ray task runs one Optuna trial of the shared study.
+"""The worker side: one Ray task runs one Optuna trial (a cell) of the shared study.
 
-The driver allocates cells: it takes the next queued (WAITING) trial itself and hands its id to a
-Ray task, so two workers can never take the same cell, on PostgreSQL or SQLite alike (Optuna's own
-popping raced on SQLite). The task opens the storage, runs the trial function with a ``report``
-callback bridged to ``trial.report``/``trial.should_prune`` (``optuna.TrialPruned`` stops the trial),
+The scheduler (``search.scheduler``) claims a queued trial and hands its id here. The task opens the
+storage, runs the trial function with a ``report`` callback bridged to ``trial.report`` /
+``trial.should_prune`` (``optuna.TrialPruned`` stops the trial), beats for the trial while it runs,
 and tells the result, so params, every intermediate value, PRUNED states and scores land natively in
-the study. A worker that dies is noticed by Ray; its trial is failed and re-queued with the same
-params through the storage's retry callback. Trials of a launcher that died are failed by the
-heartbeat once their grace period passes, and re-queued the same way.
+the study. The bridge is where pruning is kept from biasing the table: the baseline is never
+pruned, nor is any trial at step 0 (before training) or at its last step (training is paid for).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,7 +25,12 @@ from optuna.trial import TrialState
 from objectives.config import TrialConfig, from_dict, to_dict
 from search import space
 from search.plans import Plan
-from storage import StorageSettings, fail_stale_trials, open_storage, write_evidence
+from search.pruners import same_seed_reference
+from storage import StorageSettings, open_storage, write_evidence
+
+DEV_PREFIX = "dev."  # user attr dev.<category>: {step: proxy}, each category's held-out proxy
+# Errors of a trial that hold for every cell of its study, so running more of them is waste.
+STUDY_STOPPING = ("AttentionModeError",)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Outcome:
     value: float | None = None
     node: str | None = None
     error: str | None = None
+    stops_study: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             arm, seed = space.suggest_cell(trial, [a.label for a in job.plan.arms], job.plan.seeds)
             tuned = space.suggest_tunables(trial, job.plan)
             config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
-            result = run_trial(config, _reporter(trial), progress=False)
+            rules = Bridge(arm == job.plan.baseline, config.train.steps, job.plan.metrics)
+            result = run_trial(config, _reporter(trial, rules), progress=False)
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=TrialState.PRUNED)
             return Outcome(trial_id, "PRUNED", frozen.value, node)
@@ -136,7 +139,7 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             error = one_line(exc)
             trial.set_user_attr("error", error)
             study.tell(trial, state=TrialState.FAIL)
-            return Outcome(trial_id, "FAIL", None, node, error)
+            return Outcome(trial_id, "FAIL", None, node, error, stops_study(exc))
         for key, value in result.user_attrs().items():
             trial.set_user_attr(key, value)
         write_evidence(storage, trial_id, result.evidence)
@@ -144,13 +147,46 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
         return Outcome(trial_id, "COMPLETE", result.average, node)
 
 
-def _reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
-    def report(step: int, score: float) -> None:
-        trial.report(score, step)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at step {step} (score {score:.4f})")
+@dataclass(frozen=True)
+class Bridge:
+    """What the report bridge of one trial needs to know about its cell."""
+
+    baseline: bool  # the cell is the plan's baseline arm: the reference, never pruned
+    steps: int  # the trial's last training step: a report there is never pruned
+    metrics: tuple[str, ...]  # the categories the objective averages (the composite's)
+
+
+def may_prune(rules: Bridge, step: int) -> bool:
+    """Pruning may act only during training, and never on the baseline."""
+    return not rules.baseline and 0 < step < rules.steps
+
+
+def _reporter(trial: optuna.Trial, rules: Bridge) -> Callable[[int, dict[str, float]], None]:
+    """``report(step, proxies)``: store each proxy and their composite, then maybe prune."""
+    from objectives.dev_signal import composite  # worker side only: it loads the eval stack
+
+    curves: dict[str, dict[str, float]] = {}
+
+    def report(step: int, proxies: dict[str, float]) -> None:
+        value = composite(proxies, rules.metrics)
+        trial.report(value, step)
+        for category, proxy in proxies.items():
+            curves.setdefault(category, {})[str(step)] = proxy
+            trial.set_user_attr(DEV_PREFIX + category, curves[category])
+        if not may_prune(rules, step) or not trial.should_prune():
+            return
+        trial.set_user_attr("pruned_step", step)
+        reference = same_seed_reference(trial.study, trial.params["seed"], step)
+        if reference is not None:
+            trial.set_user_attr("pruned_gap", value - reference)
+        raise optuna.TrialPruned(f"pruned at step {step} (dev composite {value:.4f})")
 
     return report
+
+
+def stops_study(exc: BaseException) -> bool:
+    """A trial error that every cell of the study would hit: the scheduler stops the study."""
+    return any(kind.__name__ in STUDY_STOPPING for kind in type(exc).__mro__)
 
 
 def _node_id() -> str:
@@ -188,117 +224,3 @@ class _Heartbeat:
                 self._storage.record_heartbeat(self._trial_id)
             if self._stop.wait(self._interval):
                 return
-
-
-# ---------------------------------------------------------------- driver side
-
-
-@dataclass
-class Tracker:
-    """The driver's view of the trials it launched; ``on_change`` refreshes the progress display."""
-
-    in_flight: dict[Any, int] = field(default_factory=dict)
-    outcomes: list[Outcome] = field(default_factory=list)
-
-
-def run_study(
-    storage: optuna.storages.RDBStorage,
-    study: optuna.Study,
-    job: Job,
-    resources: Resources,
-    on_change: Callable[[Tracker], None] = lambda _: None,
-    poll_seconds: float = 1.0,
-) -> Tracker:
-    """Run every queued trial of ``study`` on Ray until none is queued or running.
-
-    Trials RUNNING elsewhere (another launcher, or one that died) are waited for; a dead one is
-    failed by the heartbeat after the grace period, re-queued, and run here.
-    """
-    study_id = storage.get_study_id_from_name(study.study_name)
-    remote = ray.remote(max_retries=0)(run_cell).options(
-        num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial
-    )
-    tracker = Tracker()
-    last_beat = 0.0
-    try:
-        fail_stale_trials(study)
-        while True:
-            while len(tracker.in_flight) < resources.max_concurrent:
-                trial_id = pop_waiting(storage, study_id)
-                if trial_id is None:
-                    break
-                storage.record_heartbeat(trial_id)
-                tracker.in_flight[remote.remote(job, trial_id)] = trial_id
-                on_change(tracker)
-            if not tracker.in_flight:
-                fail_stale_trials(study)
-                if _count(study, TrialState.WAITING):
-                    continue
-                if not _count(study, TrialState.RUNNING):
-                    break
-                on_change(tracker)
-                time.sleep(min(job.settings.heartbeat_interval, 5 * poll_seconds))
-                continue
-            if time.monotonic() - last_beat > job.settings.heartbeat_interval:
-                for trial_id in tracker.in_flight.values():  # queued tasks have not started beating
-                    storage.record_heartbeat(trial_id)
-                last_beat = time.monotonic()
-            ready, _ = ray.wait(list(tracker.in_flight), num_returns=1, timeout=poll_seconds)
-            for ref in ready:
-                trial_id = tracker.in_flight.pop(ref)
-                try:
-                    tracker.outcomes.append(ray.get(ref))
-                except ray.exceptions.RayTaskError as exc:  # the task itself raised: no retry
-                    reason = one_line(exc.cause or exc)
-                    fail_trial(storage, trial_id, reason)
-                    tracker.outcomes.append(Outcome(trial_id, "FAIL", error=reason))
-                except ray.exceptions.RayError as exc:  # worker or node died: retry the cell
-                    reason = f"worker died: {one_line(exc)}"
-                    fail_and_retry(storage, study, trial_id, reason)
-                    tracker.outcomes.append(Outcome(trial_id, "FAIL", error=reason))
-            on_change(tracker)
-        fail_stale_trials(study)
-    except KeyboardInterrupt:
-        for ref, trial_id in tracker.in_flight.items():
-            ray.cancel(ref, force=True)
-            fail_trial(storage, trial_id, "interrupted (Ctrl-C); relaunch the study to run it")
-        raise Interrupted() from None
-    return tracker
-
-
-def pop_waiting(storage: optuna.storages.BaseStorage, study_id: int) -> int | None:
-    """Take the oldest queued trial (WAITING -> RUNNING) for this driver; ``None`` when none."""
-    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return trial._trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
-
-
-def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:
-    """Mark a RUNNING trial FAIL with an ``error``; False if it had finished meanwhile."""
-    try:
-        storage.set_trial_user_attr(trial_id, "error", reason)
-        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-    return True
-
-
-def fail_and_retry(
-    storage: optuna.storages.RDBStorage, study: optuna.Study, trial_id: int, reason: str
-) -> None:
-    """Fail a dead worker's trial and re-queue its cell with the storage's retry callback."""
-    if not fail_trial(storage, trial_id, reason):
-        return
-    retry = storage.get_heartbeat_stale_trial_callback()
-    if retry is not None:
-        frozen = copy.deepcopy(storage.get_trial(trial_id))
-        frozen.user_attrs.pop("error", None)  # the retry starts clean
-        retry(study, frozen)
-
-
-def _count(study: optuna.Study, state: TrialState) -> int:
-    return len(study.get_trials(deepcopy=False, states=(state,)))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from search.runner import Outcome
 
 # Smoke preset, one seed, a 4-task eval covering every category on 32 texts per task.
 LEAN = [
@@ -43,3 +46,28 @@ def by_cell(
         if trial.state == state:
             cells[(trial.params["arm"], trial.params["seed"])].append(trial)
     return dict(cells)
+
+
+class InlineBackend:
+    """A ``search.scheduler.Backend`` without Ray: a submitted cell runs when its result is read.
+
+    ``cell(trial_id)`` plays the worker; it may raise ``TaskRaised``/``WorkerDied`` as Ray would.
+    ``submitted`` records the order the scheduler dispatched trials in.
+    """
+
+    def __init__(self, cell: Callable[[int], Outcome]) -> None:
+        self.cell = cell
+        self.submitted: list[int] = []
+
+    def submit(self, trial_id: int) -> int:
+        self.submitted.append(trial_id)
+        return trial_id
+
+    def wait(self, handles: list[int], timeout: float) -> list[int]:
+        return handles[:1]
+
+    def result(self, handle: int) -> Outcome:
+        return self.cell(handle)
+
+    def cancel(self, handle: int) -> None:
+        """Nothing runs in the background here."""

@@ -11,8 +11,7 @@ import torch
 from scipy.stats import spearmanr
 
 from objectives.config import EvalConfig
-from objectives.data import DevSlices, Pair
-from objectives.evaluation import CachedEncoder, dev_signal, evaluate
+from objectives.evaluation import CachedEncoder, evaluate
 from objectives.model import EmbeddingModel
 from objectives.tasks import load_tasks
 from tests.tiny_models import tiny_model_config
@@ -137,18 +136,3 @@ def test_label_perfect_embeddings_cluster_almost_perfectly(tasks_dir: Path) -> N
     )
     # mteb's mini-batch k-means (one init, bootstrap resamples) may merge two of the 77 clusters.
     assert evaluate(encoder, [task], progress=False).task_scores["Banking77Intents"] > 0.97
-
-
-def test_dev_signal_is_the_mean_of_sts_spearman_and_mrr_at_10() -> None:
-    texts = {"a": [1, 0], "b": [0.9, 0.1], "c": [0, 1], "d": [0.5, 0.5], "q1": [1, 0], "q2": [0, 1]}
-
-    class Table:
-        def encode(self, items, batch_size, prompt=None):
-            vectors = np.array([texts[t] for t in items], dtype=np.float32)
-            return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    sts = [("a", "b", 5.0), ("a", "c", 0.0), ("a", "d", 2.0)]
-    perfect = DevSlices(sts=sts, retrieval=[Pair("q1", "a"), Pair("q2", "c")])
-    assert dev_signal(Table(), perfect, batch_size=4) == pytest.approx(1.0)
-    swapped = DevSlices(retrieval=[Pair("q1", "c"), Pair("q2", "a")])
-    assert dev_signal(Table(), swapped, batch_size=4) == pytest.approx(0.5)  # both rank 2

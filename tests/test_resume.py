@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search import runner, space
+from search import scheduler, space
 from search.plans import get_plan
 from storage import open_storage
 from tests.search_helpers import by_cell, lean_args, trials
@@ -152,11 +152,12 @@ def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlit
     storage = open_storage(sqlite_url)
     study = space.prepare_study(storage, "s", plan, arms, settings)
     space.enqueue_missing(study, plan, arms)
-    trial_id = runner.pop_waiting(storage, storage.get_study_id_from_name("s"))
+    waiting = storage.get_all_trials(storage.get_study_id_from_name("s"))
+    trial_id = scheduler.claim(storage, scheduler.dispatchable(waiting, plan.baseline, gated=True))
     trial = optuna.Trial(study, trial_id)
     space.suggest_cell(trial, [a.label for a in plan.arms], plan.seeds)
 
-    runner.fail_and_retry(storage, study, trial_id, "worker died: WorkerCrashedError: gone")
+    scheduler.fail_and_retry(storage, study, trial_id, "worker died: WorkerCrashedError: gone")
 
     dead = storage.get_trial(trial_id)
     assert dead.state == TrialState.FAIL

@@ -33,9 +33,9 @@ def smoke_runs(tiny_encoder_dir: Path, tasks_dir: Path):
     torch.set_num_threads(1)
     runs = []
     for _ in range(2):
-        reports: list[tuple[int, float]] = []
+        reports: list[tuple[int, dict[str, float]]] = []
         config = _smoke(tiny_encoder_dir, tasks_dir)
-        result = run_trial(config, lambda step, score, out=reports: out.append((step, score)))
+        result = run_trial(config, lambda step, proxies, out=reports: out.append((step, proxies)))
         runs.append((config, result, reports))
     return runs
 
@@ -67,12 +67,15 @@ def test_smoke_trial_scores_all_four_categories(smoke_runs) -> None:
     assert result.user_attrs()["score.SICK-R"] == result.task_scores["SICK-R"]
 
 
-def test_reports_come_every_eval_every_steps_and_match_the_record(smoke_runs) -> None:
+def test_reports_come_before_training_and_every_eval_every_steps_with_a_proxy_per_category(
+    smoke_runs,
+) -> None:
     config, result, reports = smoke_runs[0]
     assert config.train.steps == 4 and config.train.eval_every == 2
-    assert [step for step, _ in reports] == [2, 4]
+    assert [step for step, _ in reports] == [0, 2, 4]
     assert reports == result.intermediate
-    assert all(-1.0 <= score <= 1.0 for _, score in reports)
+    assert all(list(proxies) == list(CATEGORIES) for _, proxies in reports)
+    assert all(-1.0 <= value <= 1.0 for _, proxies in reports for value in proxies.values())
 
 
 def test_same_seed_gives_the_same_result_on_cpu(smoke_runs) -> None:
@@ -84,13 +87,14 @@ def test_same_seed_gives_the_same_result_on_cpu(smoke_runs) -> None:
 def test_a_raising_report_stops_training_at_once(tiny_encoder_dir: Path, tasks_dir: Path) -> None:
     steps: list[int] = []
 
-    def prune(step: int, score: float) -> None:
+    def prune(step: int, proxies: dict[str, float]) -> None:
         steps.append(step)
-        raise Pruned
+        if step > 0:  # the search layer never prunes before training
+            raise Pruned
 
     with pytest.raises(Pruned):
         run_trial(_smoke(tiny_encoder_dir, tasks_dir, **{"train.steps": 6}), prune)
-    assert steps == [2]
+    assert steps == [0, 2]
 
 
 def test_decoder_smoke_trial_with_eos_pooling(tiny_decoder_dir: Path, tasks_dir: Path) -> None:
@@ -106,5 +110,5 @@ def test_decoder_smoke_trial_with_eos_pooling(tiny_decoder_dir: Path, tasks_dir:
 def test_missing_task_file_fails_before_training(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     reports: list[int] = []
     with pytest.raises(TaskDataError, match=r"sts/SICK-R/test.jsonl: file not found"):
-        run_trial(_smoke(tiny_encoder_dir, tmp_path), lambda step, score: reports.append(step))
+        run_trial(_smoke(tiny_encoder_dir, tmp_path), lambda step, proxies: reports.append(step))
     assert reports == []

@@ -1,0 +1,282 @@
+"""The scheduler: which queued cell runs next, on Ray, and what happens when one ends or dies.
+
+The driver allocates cells: it claims a queued (WAITING) trial itself (the compare-and-set Optuna's
+``ask`` uses) and hands its id to a worker (``search.runner.run_cell``), so two workers can never
+take the same cell, on PostgreSQL or SQLite alike. The order gives the pruner its reference early,
+whatever the concurrency and however many launchers share the study: every seed's baseline is
+dispatched before any other cell, and a non-baseline cell only once its seed's baseline is no
+longer queued or running (while pruning is on; a slot with no such cell waits, because a trial
+started without a reference could never be pruned). A worker that dies is noticed by Ray; its
+trial is failed and re-queued with the same params through the storage's retry callback. Trials of
+a launcher that died are failed by the heartbeat once their grace period passes and re-queued the
+same way. A trial error that every cell would hit (``search.runner.stops_study``) stops the study.
+
+Each pass of the loop is a named step of ``Scheduler`` (``fill``, ``beat``, ``collect``,
+``wait_for_others``) over a ``Backend``, so the rules are tested without Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import optuna
+import ray
+from optuna.trial import FrozenTrial, TrialState
+
+from search import space
+from search.runner import Job, Outcome, one_line, run_cell
+from storage import fail_stale_trials
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial Ray resources and how many trials may run at once."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C reached the driver; running trials were failed and will re-run on relaunch."""
+
+
+class TaskRaised(Exception):
+    """The worker task itself raised (not the trial): the trial fails, no retry."""
+
+
+class WorkerDied(Exception):
+    """The worker process or its node died: the trial fails and its cell is re-queued."""
+
+
+class Backend(Protocol):
+    """Where cells run: ``submit`` a claimed trial, ``wait`` for some, read a ``result``."""
+
+    def submit(self, trial_id: int) -> Any: ...
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]: ...
+
+    def result(self, handle: Any) -> Outcome: ...
+
+    def cancel(self, handle: Any) -> None: ...
+
+
+class RayBackend:
+    """Each cell is one Ray task (``num_cpus``/``num_gpus`` from ``Resources``), never retried by
+    Ray: the scheduler decides about retries."""
+
+    def __init__(self, job: Job, resources: Resources) -> None:
+        self._job = job
+        self._remote = ray.remote(max_retries=0)(run_cell).options(
+            num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial
+        )
+
+    def submit(self, trial_id: int) -> Any:
+        return self._remote.remote(self._job, trial_id)
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+        return ready
+
+    def result(self, handle: Any) -> Outcome:
+        try:
+            return ray.get(handle)
+        except ray.exceptions.RayTaskError as exc:
+            raise TaskRaised(one_line(exc.cause or exc)) from None
+        except ray.exceptions.RayError as exc:
+            raise WorkerDied(f"worker died: {one_line(exc)}") from None
+
+    def cancel(self, handle: Any) -> None:
+        ray.cancel(handle, force=True)
+
+
+@dataclass
+class Tracker:
+    """The driver's view of the trials it launched; ``stopped`` is why the study was stopped."""
+
+    in_flight: dict[Any, int] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def dispatchable(trials: Sequence[FrozenTrial], baseline: str, gated: bool) -> list[int]:
+    """Ids of the queued trials that may start now, in order: baselines first (oldest first), then
+    other cells, each only when ``gated`` is off or its seed's baseline is not queued or running."""
+    waiting = sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number)
+    pending = {
+        seed
+        for arm, seed in (space.cell_of(t) for t in trials if t.state in space.PENDING)
+        if arm == baseline
+    }
+    first = [t for t in waiting if space.cell_of(t)[0] == baseline]
+    rest = [
+        t
+        for t in waiting
+        if space.cell_of(t)[0] != baseline and not (gated and space.cell_of(t)[1] in pending)
+    ]
+    return [t._trial_id for t in first + rest]
+
+
+def claim(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> int | None:
+    """Take the first of ``trial_ids`` still queued (WAITING -> RUNNING); ``None`` when none is."""
+    for trial_id in trial_ids:
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:
+    """Mark a RUNNING trial FAIL with an ``error``; False if it had finished meanwhile."""
+    try:
+        storage.set_trial_user_attr(trial_id, "error", reason)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def fail_and_retry(
+    storage: optuna.storages.RDBStorage, study: optuna.Study, trial_id: int, reason: str
+) -> None:
+    """Fail a dead worker's trial and re-queue its cell with the storage's retry callback."""
+    if not fail_trial(storage, trial_id, reason):
+        return
+    retry = storage.get_heartbeat_stale_trial_callback()
+    if retry is not None:
+        frozen = copy.deepcopy(storage.get_trial(trial_id))
+        frozen.user_attrs.pop("error", None)  # the retry starts clean
+        retry(study, frozen)
+
+
+class Scheduler:
+    """Runs every queued trial of one study on a ``Backend`` until none is queued or running.
+
+    Trials RUNNING elsewhere (another launcher, or one that died) are waited for; a dead one is
+    failed by the heartbeat after the grace period, re-queued, and run here.
+    """
+
+    def __init__(
+        self,
+        storage: optuna.storages.RDBStorage,
+        study: optuna.Study,
+        backend: Backend,
+        *,
+        baseline: str,
+        gated: bool,
+        max_concurrent: int,
+        heartbeat_interval: float,
+        poll_seconds: float = 1.0,
+        on_change: Callable[[Tracker], None] = lambda _: None,
+    ) -> None:
+        self.storage, self.study, self.backend = storage, study, backend
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+        self.baseline, self.gated, self.max_concurrent = baseline, gated, max_concurrent
+        self.heartbeat_interval, self.poll_seconds = heartbeat_interval, poll_seconds
+        self.on_change = on_change
+        self.tracker = Tracker()
+        self._last_beat = 0.0
+
+    def run(self) -> Tracker:
+        """Loop over ``step`` until the study has nothing left for this driver."""
+        try:
+            fail_stale_trials(self.study)
+            while self.step():
+                pass
+            fail_stale_trials(self.study)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise Interrupted() from None
+        return self.tracker
+
+    def step(self) -> bool:
+        """One pass: start what may start, then collect one finished cell; False when done."""
+        self.fill()
+        if not self.tracker.in_flight:
+            return self.wait_for_others()
+        self.beat()
+        self.collect(self.backend.wait(list(self.tracker.in_flight), self.poll_seconds))
+        self.on_change(self.tracker)
+        return True
+
+    def fill(self) -> None:
+        """Claim and submit dispatchable cells while slots are free (none once stopped)."""
+        while len(self.tracker.in_flight) < self.max_concurrent and not self.tracker.stopped:
+            trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+            trial_id = claim(self.storage, dispatchable(trials, self.baseline, self.gated))
+            if trial_id is None:
+                return
+            self.storage.record_heartbeat(trial_id)
+            self.tracker.in_flight[self.backend.submit(trial_id)] = trial_id
+            self.on_change(self.tracker)
+
+    def beat(self) -> None:
+        """Heartbeats for submitted trials: a task queued behind others has not started beating."""
+        if time.monotonic() - self._last_beat > self.heartbeat_interval:
+            for trial_id in self.tracker.in_flight.values():
+                self.storage.record_heartbeat(trial_id)
+            self._last_beat = time.monotonic()
+
+    def collect(self, ready: list[Any]) -> None:
+        """Record finished cells; fail a task that raised, fail and re-queue a dead worker's."""
+        for handle in ready:
+            trial_id = self.tracker.in_flight.pop(handle)
+            try:
+                outcome = self.backend.result(handle)
+            except TaskRaised as exc:
+                fail_trial(self.storage, trial_id, str(exc))
+                outcome = Outcome(trial_id, "FAIL", error=str(exc))
+            except WorkerDied as exc:
+                fail_and_retry(self.storage, self.study, trial_id, str(exc))
+                outcome = Outcome(trial_id, "FAIL", error=str(exc))
+            self.tracker.outcomes.append(outcome)
+            if outcome.stops_study and not self.tracker.stopped:
+                self.tracker.stopped = outcome.error
+
+    def wait_for_others(self) -> bool:
+        """Nothing in flight here: go on while cells are queued or running elsewhere."""
+        fail_stale_trials(self.study)
+        if self.tracker.stopped:
+            return False
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        if dispatchable(trials, self.baseline, self.gated):
+            return True
+        if not any(t.state in space.PENDING for t in trials):
+            return False
+        self.on_change(self.tracker)
+        time.sleep(min(self.heartbeat_interval, 5 * self.poll_seconds))
+        return True
+
+    def interrupt(self) -> None:
+        """Ctrl-C: cancel this driver's tasks and fail their trials so a relaunch re-runs them."""
+        for handle, trial_id in self.tracker.in_flight.items():
+            self.backend.cancel(handle)
+            fail_trial(self.storage, trial_id, "interrupted (Ctrl-C); relaunch the study to run it")
+
+
+def run_study(
+    storage: optuna.storages.RDBStorage,
+    study: optuna.Study,
+    job: Job,
+    resources: Resources,
+    on_change: Callable[[Tracker], None] = lambda _: None,
+    poll_seconds: float = 1.0,
+) -> Tracker:
+    """Run every queued trial of ``study`` on Ray (see ``Scheduler``)."""
+    return Scheduler(
+        storage,
+        study,
+        RayBackend(job, resources),
+        baseline=job.plan.baseline,
+        gated=job.pruning.name != "none",
+        max_concurrent=resources.max_concurrent,
+        heartbeat_interval=job.settings.heartbeat_interval,
+        poll_seconds=poll_seconds,
+        on_change=on_change,
+    ).run()

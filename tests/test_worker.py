@@ -1,0 +1,86 @@
+"""The worker's report bridge: what is stored per report, and when pruning may act at all."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from objectives.results import CATEGORIES
+from search.pruners import SameSeedMedianPruner
+from search.runner import Bridge, _reporter, may_prune
+
+STEPS = 4
+DISTRIBUTIONS = {"arm": CategoricalDistribution(["base", "weak"]), "seed": IntDistribution(0, 1)}
+
+
+def _study_with_reference() -> optuna.Study:
+    """Seed 0's baseline has finished with a composite of 0.8 at step 2."""
+    study = optuna.create_study(direction="maximize", pruner=SameSeedMedianPruner(margin=0.01))
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.COMPLETE,
+            value=0.9,
+            params={"arm": "base", "seed": 0},
+            distributions=DISTRIBUTIONS,
+            intermediate_values={0: 0.3, 2: 0.8, 4: 0.9},
+        )
+    )
+    return study
+
+
+def _running(study: optuna.Study, arm: str) -> optuna.Trial:
+    study.enqueue_trial({"arm": arm, "seed": 0})
+    trial = study.ask()
+    trial.suggest_categorical("arm", ["base", "weak"])
+    trial.suggest_int("seed", 0, 1)
+    return trial
+
+
+def _bridge(baseline: bool) -> Bridge:
+    return Bridge(baseline=baseline, steps=STEPS, metrics=CATEGORIES)
+
+
+def test_pruning_may_act_only_during_training_and_never_on_the_baseline() -> None:
+    assert [may_prune(_bridge(False), step) for step in range(STEPS + 2)] == [
+        False,  # step 0: before training
+        True,
+        True,
+        True,
+        False,  # the last step: training is paid for
+        False,
+    ]
+    assert not any(may_prune(_bridge(True), step) for step in range(STEPS + 1))
+
+
+def test_a_weak_trial_is_pruned_during_training_with_its_step_and_gap() -> None:
+    study = _study_with_reference()
+    trial = _running(study, "weak")
+    report = _reporter(trial, _bridge(False))
+    report(0, {"STS": 0.1, "Retrieval": 0.3})  # far below, but before training: never pruned
+    with pytest.raises(optuna.TrialPruned):
+        report(2, {"STS": 0.1, "Retrieval": 0.3})
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert frozen.intermediate_values == {0: pytest.approx(0.2), 2: pytest.approx(0.2)}
+    assert frozen.user_attrs["dev.STS"] == {"0": 0.1, "2": 0.1}
+    assert frozen.user_attrs["dev.Retrieval"] == {"0": 0.3, "2": 0.3}
+    assert frozen.user_attrs["pruned_step"] == 2
+    assert frozen.user_attrs["pruned_gap"] == pytest.approx(0.2 - 0.8)
+
+
+def test_the_baseline_and_the_last_step_are_never_pruned() -> None:
+    study = _study_with_reference()
+    baseline = _reporter(_running(study, "base"), _bridge(True))
+    baseline(2, {"STS": 0.0})  # far below its own seed's finished baseline: still kept
+    weak = _running(study, "weak")
+    _reporter(weak, _bridge(False))(STEPS, {"STS": 0.0})
+    assert "pruned_step" not in study._storage.get_trial(weak._trial_id).user_attrs
+
+
+def test_the_stored_value_is_the_composite_on_the_objectives_categories() -> None:
+    study = _study_with_reference()
+    trial = _running(study, "weak")
+    only_sts = Bridge(baseline=False, steps=STEPS, metrics=("STS",))
+    _reporter(trial, only_sts)(0, {"STS": 0.6, "Clustering": 0.2})
+    assert study._storage.get_trial(trial._trial_id).intermediate_values == {0: 0.6}
