@@ -1,13 +1,17 @@
-"""Ablation plans as data: the five studies of STUDIES.md, and users' own plans from YAML/TOML.
+"""Ablation plans as data: the five shipped studies, and users' own plans from YAML/TOML.
 
 A plan says what is compared and nothing about how it runs: a base paper variant, the ablated part,
 whether the arms replace or remove it, the arms (a short human label plus dotted-path config
 overrides, one of them the baseline), the seeds and the metrics. The search space, the runner and the
-reports all read this one shape, so a user plan file is a first-class study.
+reports all read this one shape, so a user plan file (or a planner document, search/planner_docs.py)
+is a first-class study. The metrics are the result categories the study is about: they are the
+table's columns and, unless ``objective`` says otherwise, the objective is their mean
+(``objective_value``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +20,7 @@ import tomllib
 import yaml
 
 from objectives.config import ConfigError
-from objectives.results import CATEGORIES
+from objectives.results import CATEGORIES, OBJECTIVE
 from objectives.variants import VARIANTS
 
 Action = Literal["replace", "remove"]
@@ -50,6 +54,8 @@ class Plan:
 
     ``overrides`` apply to every arm (before the arm's own); ``search`` adds TPE-searched
     hyperparameters, ``trials_per_cell`` of them per arm x seed cell (1 = a plain grid).
+    ``objective`` is what a trial is ranked by: ``None`` for the mean of the ``metrics``
+    categories, ``average`` for the mean of every category, a category, or a task's main score.
     """
 
     name: str
@@ -64,6 +70,7 @@ class Plan:
     overrides: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Tunable] = field(default_factory=dict)
     trials_per_cell: int = 1
+    objective: str | None = None
 
     def __post_init__(self) -> None:
         labels = [arm.label for arm in self.arms]
@@ -84,9 +91,10 @@ class Plan:
         if self.seeds < 1 or self.trials_per_cell < 1:
             raise PlanError(f"plan '{self.name}': seeds and trials_per_cell must be >= 1")
         unknown = set(self.metrics) - set(CATEGORIES)
-        if unknown:
+        if unknown or not self.metrics:
             raise PlanError(
-                f"plan '{self.name}': unknown metrics {sorted(unknown)}; use {CATEGORIES}"
+                f"plan '{self.name}': unknown metrics {sorted(unknown) or '[]'}; "
+                f"use one or more of {CATEGORIES}"
             )
 
     def arm(self, label: str) -> Arm:
@@ -101,7 +109,62 @@ class Plan:
         data["arms"] = [{"label": a.label, "overrides": dict(a.overrides)} for a in self.arms]
         data["seeds"] = self.seed_values()
         data["metrics"] = list(self.metrics)
+        data["objective_name"] = self.objective_name()
         return data
+
+    def objective_name(self) -> str:
+        """The objective as a column name: ``average``, ``average of STS, Retrieval``, a category
+        or a task."""
+        if self.objective:
+            return self.objective
+        if set(self.metrics) == set(CATEGORIES):
+            return OBJECTIVE
+        return f"{OBJECTIVE} of {', '.join(self.metrics)}"
+
+    def objective_value(
+        self, task_scores: Mapping[str, float], category_scores: Mapping[str, float]
+    ) -> float:
+        """This plan's objective for one trial's scores (see ``objective_value``)."""
+        return objective_value(self.objective, self.metrics, task_scores, category_scores)
+
+    def check_objective(self, task_categories: Mapping[str, str]) -> None:
+        """Refuse metrics or an objective that the evaluated tasks (name -> category) cannot score."""
+        present = set(task_categories.values())
+        if not present & set(self.metrics):
+            raise PlanError(
+                f"plan '{self.name}': no evaluated task {sorted(task_categories)} is of the "
+                f"metrics {list(self.metrics)}; add one with --tasks or change the metrics"
+            )
+        known = {OBJECTIVE, *present, *task_categories}
+        if self.objective is not None and self.objective not in known:
+            raise PlanError(
+                f"plan '{self.name}': objective '{self.objective}' is not '{OBJECTIVE}', an "
+                f"evaluated category {sorted(present)} or task {sorted(task_categories)}"
+            )
+
+
+def objective_value(
+    objective: str | None,
+    metrics: Sequence[str],
+    task_scores: Mapping[str, float],
+    category_scores: Mapping[str, float],
+) -> float:
+    """A trial's objective from its per-task main scores and per-category means.
+
+    ``None``: the mean of the ``metrics`` category means present (a task subset may lack a
+    category, as for ``TrialResult.average``); ``average``: the mean of every category mean; a
+    category: its mean; a task: its main score. ``KeyError`` when that score is missing.
+    """
+    if objective is None:
+        chosen = [category_scores[m] for m in metrics if m in category_scores]
+        if not chosen:
+            raise KeyError(f"no score of the metrics {list(metrics)}")
+        return sum(chosen) / len(chosen)
+    if objective == OBJECTIVE:
+        return sum(category_scores.values()) / len(category_scores)
+    if objective in CATEGORIES:
+        return category_scores[objective]
+    return task_scores[objective]
 
 
 _POOL = "model.pooling."
@@ -207,13 +270,21 @@ def load_plan(path: str | Path) -> Plan:
 
 
 def plan_from_dict(data: dict[str, Any], where: str = "plan") -> Plan:
-    """Build a ``Plan`` from plain data (a parsed plan file or a stored ``plan`` attribute)."""
+    """Build a ``Plan`` from plain data (a parsed plan file or a stored ``plan`` attribute).
+
+    ``tasks`` (a list or ``A,B``) picks the evaluated tasks: it becomes the ``eval.tasks`` override.
+    """
     data = dict(data)
     required = ("name", "arms", "baseline")
     missing = [k for k in required if k not in data]
     if missing:
         raise PlanError(f"{where}: missing {missing}; a plan needs name, arms and baseline")
-    known = set(Plan.__dataclass_fields__)
+    data.pop("objective_name", None)  # a stored record's derived column name
+    tasks = data.pop("tasks", None)
+    if tasks is not None:  # which tasks score the study: every arm evaluates the same ones
+        names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+        data["overrides"] = {**(data.get("overrides") or {}), "eval.tasks": tuple(names)}
+    known = set(Plan.__dataclass_fields__) | {"tasks"}
     unknown = set(data) - known
     if unknown:
         raise PlanError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")

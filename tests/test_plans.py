@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from objectives.config import override
 from objectives.presets import preset_config
-from search.plans import STUDIES, PlanError, get_plan, load_plan
+from search.plans import STUDIES, PlanError, get_plan, load_plan, objective_value, plan_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,6 +86,7 @@ def test_the_example_plan_loads() -> None:
         ("name: x\narms: [{label: a}]\n", "missing ['baseline']"),
         ("name: x\nbaseline: a\narms: [{label: a}]\nbase: model9\n", "base must be one of"),
         ("name: x\nbaseline: a\narms: [{label: a}]\nmetrics: [Speed]\n", "unknown metrics"),
+        ("name: x\nbaseline: a\narms: [{label: a}]\nmetrics: []\n", "unknown metrics []"),
         ("name: [x\n", "is not valid yaml"),
     ],
 )
@@ -100,3 +102,50 @@ def test_bad_plans_fail_in_one_line(tmp_path: Path, text: str, fragment: str) ->
 def test_unknown_study_names_the_choices() -> None:
     with pytest.raises(PlanError, match="choose one of pooling-attention"):
         get_plan("cross-attn")
+
+
+SCORES = {"SICK-R": 0.8, "STS14": 0.6, "SciFactSubset": 0.4}
+CATEGORY_SCORES = {"STS": 0.7, "Retrieval": 0.4, "Clustering": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("objective", "metrics", "value"),
+    [
+        (None, ("STS", "Retrieval", "Classification", "Clustering"), 0.4),  # those present
+        (None, ("STS", "Retrieval"), 0.55),
+        ("average", ("STS",), 0.4),
+        ("Clustering", ("STS",), 0.1),
+        ("STS14", ("STS",), 0.6),
+    ],
+)
+def test_objective_value_is_the_mean_of_the_metrics_unless_overridden(
+    objective: str | None, metrics: tuple[str, ...], value: float
+) -> None:
+    assert objective_value(objective, metrics, SCORES, CATEGORY_SCORES) == pytest.approx(value)
+
+
+def test_yaml_metrics_decide_the_objective_and_the_record_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: heads\nbaseline: two\nmetrics: [Retrieval, STS]\ntasks: [SICK-R, SciFactSubset]\n"
+        "arms:\n  - {label: two, overrides: {model.pooling.heads: 2}}\n"
+        "  - {label: four, overrides: {model.pooling.heads: 4}}\n"
+    )
+    plan = load_plan(path)
+    assert plan.objective_value(SCORES, CATEGORY_SCORES) == pytest.approx(0.55)
+    assert plan.overrides["eval.tasks"] == ("SICK-R", "SciFactSubset")
+    record = plan.record()
+    assert (record["metrics"], record["objective"]) == (["Retrieval", "STS"], None)
+    assert record["objective_name"] == "average of Retrieval, STS"
+    assert plan_from_dict(record) == plan  # a stored record reads back as the same plan
+    assert get_plan("layer-weights").record()["objective_name"] == "average"
+
+
+def test_an_objective_the_tasks_cannot_score_is_refused_in_one_line() -> None:
+    categories = {"SICK-R": "STS", "SciFactSubset": "Retrieval"}
+    plan = replace(get_plan("layer-weights"), objective="SICK-R")
+    plan.check_objective(categories)
+    with pytest.raises(PlanError, match="objective 'Clustering' is not 'average'"):
+        replace(plan, objective="Clustering").check_objective(categories)
+    with pytest.raises(PlanError, match=r"no evaluated task \['SICK-R'\] is of the metrics"):
+        replace(plan, metrics=("Clustering",)).check_objective({"SICK-R": "STS"})
