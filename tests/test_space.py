@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
+from objectives.config import PoolingConfig
+from objectives.pooling import build_pooling
 from search import space
 from search.plans import Arm, Plan, PlanError, get_plan
 from search.pruners import SameSeedMedianPruner
@@ -105,6 +111,7 @@ def test_study_records_what_the_reports_read(sqlite_url: str) -> None:
     assert {s["arm"] for s in attrs["skipped_arms"]} == {"top-8", "top-16"}
     assert attrs["preset"] == "smoke" and attrs["backbone"] == "minilm"
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.metric_names == ["average"]  # what optuna-dashboard calls the value
 
 
 def test_a_relaunch_with_other_settings_under_the_same_name_is_refused(sqlite_url: str) -> None:
@@ -141,3 +148,98 @@ def test_pruners_by_name(name: str, kind: type) -> None:
 def test_unknown_pruner_is_one_line() -> None:
     with pytest.raises(PlanError, match="choose one of median, halving, hyperband, none"):
         space.make_pruner(space.Pruning("asha"))
+
+
+def _layer_plan(rules: dict[str, str], baseline: str = "all") -> Plan:
+    return Plan(
+        name="layers",
+        description="d",
+        ablated="layers",
+        action="replace",
+        arms=tuple(Arm(label, {"model.pooling.layers": rule}) for label, rule in rules.items()),
+        baseline=baseline,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rules", "fragment"),
+    [
+        ({"top-4": "top_k:four", "all": "all"}, "arm 'top-4': 'top_k:four': K must be an integer"),
+        ({"late": "last_thrid", "all": "all"}, "arm 'late': unknown layer rule 'last_thrid'"),
+        ({"first": "top_k:2", "all": "al"}, "arm 'all': unknown layer rule 'al'"),  # the baseline
+        ({"zero": "0,1", "all": "all"}, "arm 'zero': layers [0] do not exist"),
+    ],
+)
+def test_a_layer_rule_that_is_no_rule_is_a_plan_error_not_a_skipped_arm(
+    rules: dict[str, str], fragment: str
+) -> None:
+    with pytest.raises(PlanError, match=re.escape(fragment)):
+        space.resolve_arms(_layer_plan(rules), SMOKE)
+
+
+def test_a_baseline_the_backbone_cannot_build_is_a_plan_error() -> None:
+    plan = _layer_plan({"top-16": "top_k:16", "all": "all"}, baseline="top-16")
+    with pytest.raises(PlanError, match=r"baseline arm 'top-16'.*needs 16 layers"):
+        space.resolve_arms(plan, SMOKE)
+
+
+@pytest.mark.parametrize(
+    ("study", "base", "applies"),
+    [
+        ("layer-weights", "model1", "model3 or model5"),
+        ("layer-weights", "model4", "model3 or model5"),
+        ("top-k-layers", "model2", "model3 or model5"),
+        ("layer-range", "model4", "model3 or model5"),
+        ("cross-attn-width", "model1", "model2 or model3 or model4 or model5"),
+    ],
+)
+def test_a_base_whose_variant_ignores_the_ablated_part_names_the_bases_that_apply(
+    study: str, base: str, applies: str
+) -> None:
+    with pytest.raises(PlanError, match=f"every arm builds the same model; use --base {applies}$"):
+        space.resolve_arms(get_plan(study), space.Settings("smoke", base=base))
+    last_layer = space.resolve_arms(
+        get_plan("cross-attn-width"), space.Settings("smoke", base="model2")
+    )
+    assert len(last_layer.labels) == 4  # a last-layer head has the resampler the study varies
+
+
+TINY_HEAD = {"heads": 2, "head_dim": 4, "n_latents": 2, "mlp_ratio": 2, "layer_summary": "mean"}
+CHANGED = {
+    "layers": "top_k:2",
+    "layer_summary": "eos",
+    "heads": 4,
+    "head_dim": 8,
+    "n_latents": 3,
+    "mlp_ratio": 3,
+    "layer_weights": False,
+    "layer_weight_std": 0.5,
+}
+
+
+def _head_signature(pooling: PoolingConfig) -> list[float]:
+    """Parameter shapes and sums, and the output on fixed random states, of a freshly built head."""
+    torch.manual_seed(0)
+    head = build_pooling(pooling, dim=8, num_layers=4, attention="bidirectional")
+    generator = torch.Generator().manual_seed(1)
+    states = tuple(torch.randn(2, 3, 8, generator=generator) for _ in range(5))
+    features = {
+        "last_hidden_state": states[-1],
+        "attention_mask": torch.ones(2, 3, dtype=torch.long),
+        "hidden_states": states,
+    }
+    with torch.no_grad():
+        output = head(features)
+    shapes = [float(n) for p in head.parameters() for n in (*p.shape, p.sum().item())]
+    return shapes + output.flatten().tolist()
+
+
+@pytest.mark.parametrize("kind", ["eos", "mean", "last_layer", "multi_layer"])
+def test_the_pooling_fields_a_head_kind_ignores_are_exactly_those_the_model_key_drops(
+    kind: str,
+) -> None:
+    assert set(CHANGED) == {f.name for f in dataclasses.fields(PoolingConfig)} - {"kind"}
+    base = PoolingConfig(kind=kind, **TINY_HEAD)
+    for name, value in CHANGED.items():
+        same = _head_signature(base) == _head_signature(dataclasses.replace(base, **{name: value}))
+        assert same == (name in space.POOLING_IGNORES[kind]), (kind, name)
