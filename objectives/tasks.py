@@ -243,11 +243,12 @@ def _sample_labelled(
     counts = Counter(str(r["label"]) for r in rows)
     if min(counts.values()) < 2 or min(limit, len(rows) - limit) < len(counts):
         return _sample(rows, limit, rng)
-    from datasets import Dataset, DatasetDict
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
     from mteb.abstasks.abstask import AbsTask
 
-    index = Dataset.from_dict(
-        {"row": list(range(len(rows))), "label": [str(r["label"]) for r in rows]}
+    index = Dataset.from_dict(  # labels already a ClassLabel: mteb need not cast the column
+        {"row": list(range(len(rows))), "label": [str(r["label"]) for r in rows]},
+        features=Features({"row": Value("int64"), "label": ClassLabel(names=sorted(counts))}),
     )
     picked = AbsTask.stratified_subsampling(
         DatasetDict({"test": index}), seed=rng.randrange(2**31), n_samples=limit

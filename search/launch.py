@@ -17,12 +17,13 @@ from typing import Any, NoReturn
 import optuna
 import ray
 
-from objectives.config import ConfigError
+from objectives.config import ConfigError, EvalConfig
 from objectives.presets import PRESETS
 from objectives.smollm2 import DecoderUnavailableError
-from objectives.tasks import resolve_tasks_dir
+from objectives.tasks import load_tasks, resolve_tasks_dir, task_category
 from objectives.variants import VARIANTS
 from search import runner, scheduler, space
+from search.planner_docs import read_planner_doc
 from search.plans import STUDIES, Plan, PlanError, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageError, StorageSettings, open_storage, redact, resolve_url
@@ -59,13 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--study", help="a shipped study (listed below)")
-    which.add_argument("--plan", help="a plan file (YAML or TOML, see examples/plan.yaml)")
+    which.add_argument(
+        "--plan",
+        help="a plan file: YAML or TOML (examples/plan.yaml), or a planner document in Markdown "
+        "(examples/planner-doc.md), each of its sections a study",
+    )
+    parser.add_argument("--section", help="run only this section (title) of a planner document")
     add_storage_argument(parser)
     parser.add_argument("--study-name", help="study name in the storage (default: see --dry-run)")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="size preset")
     parser.add_argument("--model", help="backbone: alias, HF model id or local directory")
     parser.add_argument(
         "--tasks-dir", help="offline task data (default: $ABLATION_TASKS_DIR, else MTEB online)"
+    )
+    parser.add_argument(
+        "--tasks",
+        type=_names,
+        metavar="A,B,...",
+        help="evaluated tasks by name: local task folders, else MTEB tasks (online only)",
+    )
+    parser.add_argument(
+        "--objective",
+        help="what trials are ranked by: a category, a task or 'average' "
+        "(default: the mean of the plan's metrics)",
     )
     parser.add_argument("--seeds", type=_positive_int, help="seeds per arm (default: the plan's)")
     parser.add_argument(
@@ -130,12 +147,13 @@ class Launch:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        launch = _validate(args)
+        launches = _validate_all(args)
         if args.dry_run:
-            describe_plan(launch.plan, launch.arms, launch.name)
+            for number, launch in enumerate(launches, start=1):
+                _describe(launch, number, len(launches))
             return 0
-        storage = open_storage(launch.url, launch.storage_settings)
-        return _run(launch, storage)
+        storage = open_storage(launches[0].url, launches[0].storage_settings)
+        return _run_all(launches, storage)
     except ONE_LINE_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -143,21 +161,52 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _validate(args: argparse.Namespace) -> Launch:
-    plan = load_plan(args.plan) if args.plan else get_plan(args.study)
-    if args.seeds:
-        plan = replace(plan, seeds=args.seeds)
+def _validate_all(args: argparse.Namespace) -> list[Launch]:
+    """Every study of the launch, all checked before the first one writes anything."""
+    plans = _plans(args)
+    if args.study_name and len(plans) > 1:
+        raise LaunchError(
+            f"--study-name names one study but {args.plan} has {len(plans)} sections; "
+            "add --section TITLE"
+        )
+    scored: dict[EvalConfig, dict[str, str]] = {}
+    return [_validate(args, plan, scored) for plan in plans]
+
+
+def _plans(args: argparse.Namespace) -> list[Plan]:
+    """The shipped study, the plan file, or the sections of a planner document (.md)."""
+    planner_doc = bool(args.plan) and args.plan.lower().endswith((".md", ".markdown"))
+    if args.section and not planner_doc:
+        raise LaunchError("--section picks a section of a planner document (--plan FILE.md)")
+    if planner_doc:
+        plans = read_planner_doc(args.plan, args.section)
+    else:
+        plans = [load_plan(args.plan) if args.plan else get_plan(args.study)]
+    chosen = {"seeds": args.seeds, "objective": args.objective}
+    return [replace(p, **{k: v for k, v in chosen.items() if v}) for p in plans]
+
+
+def _validate(
+    args: argparse.Namespace, plan: Plan, scored: dict[EvalConfig, dict[str, str]]
+) -> Launch:
     tasks_dir = resolve_tasks_dir(args.tasks_dir)
+    changes = [_parse_set(item) for item in args.changes]
+    if args.tasks:
+        changes.append(("eval.tasks", args.tasks))
     settings = space.Settings(
         preset=args.preset,
         base=args.base,
         model=args.model,
         tasks_dir=str(tasks_dir) if tasks_dir else None,
-        changes=tuple(_parse_set(item) for item in args.changes),
+        changes=tuple(changes),
     )
     arms = space.resolve_arms(plan, settings)
     if args.address and args.address != "auto" and not args.dry_run:
         _probe_ray(args.address)  # before the storage, which SQLite would create
+    if arms.base.eval not in scored:  # reads every task file: a broken one fails here
+        tasks = load_tasks(arms.base.eval)
+        scored[arms.base.eval] = {t.metadata.name: task_category(t) for t in tasks}
+    plan.check_objective(scored[arms.base.eval])
     return Launch(
         args=args,
         plan=plan,
@@ -170,6 +219,26 @@ def _validate(args: argparse.Namespace) -> Launch:
             grace_period=args.grace_period,
         ),
     )
+
+
+def _describe(launch: Launch, number: int, total: int) -> None:
+    labels = ", ".join(launch.arms.labels)
+    print(
+        f"[{number}/{total}] {launch.plan.description}: {len(launch.arms.labels)} arms ({labels})"
+    )
+    describe_plan(launch.plan, launch.arms, launch.name)
+
+
+def _run_all(launches: list[Launch], storage: optuna.storages.RDBStorage) -> int:
+    """The studies one after the other; a study with unfinished cells does not stop the next."""
+    codes = []
+    for number, launch in enumerate(launches, start=1):
+        if len(launches) > 1:
+            print(f"[{number}/{len(launches)}] {launch.plan.description}", flush=True)
+        codes.append(_run(launch, storage))
+        if codes[-1] not in (0, EXIT_FAILED):  # interrupted, or bad input for every study
+            return codes[-1]
+    return max(codes)
 
 
 def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
@@ -284,6 +353,13 @@ def _parse_set(item: str) -> tuple[str, str]:
     if not sep or not path.strip():
         raise LaunchError(f"--set '{item}' must look like PATH=VALUE, e.g. train.steps=20")
     return path.strip(), value.strip()
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no task; use A,B,...")
+    return names
 
 
 def _positive_int(text: str) -> int:
