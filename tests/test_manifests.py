@@ -127,3 +127,19 @@ def test_two_folders_with_one_name_and_a_missing_manifest_are_refused(
         task_folder("Twin", str(tmp_path))
     with pytest.raises(ConfigError, match="unknown local task 'Twin'"):
         load_tasks(EvalConfig(tasks=("Twin",), tasks_dir=str(tmp_path)))
+
+
+def test_a_launch_with_a_broken_manifest_exits_2_in_one_line_and_writes_nothing(
+    tasks_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from search.launch import main
+
+    monkeypatch.chdir(tmp_path)  # the default storage would be ./studies.db
+    data = tmp_path / "tasks"
+    folder = _sts_slice(tasks_dir, data / "sts" / "Broken", rows=4)
+    (folder / "task.yaml").write_text("name: Broken\ntype: Sts\ndescription: d\nlicense: l\n")
+    argv = ["--study", "layer-weights", "--preset", "smoke", "--tasks-dir", str(data)]
+    assert main([*argv, "--tasks", "Broken"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{folder / 'task.yaml'}: field 'type' is 'Sts'" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks"]
