@@ -8,8 +8,10 @@ resolved configuration alone, which is stored with each trial.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,115 +26,270 @@ class ConfigError(ValueError):
     """A configuration that cannot be built; the message names the field and the fix."""
 
 
+Instructions = tuple[tuple[str, str], ...]
+"""A mapping as sorted (key, value) pairs, so configs stay frozen and hashable."""
+
+
+def _doc(help: str) -> dict[str, str]:
+    """A field's one-line documentation, as ``metadata["help"]`` (as peft's configs do)."""
+    return {"help": help}
+
+
+Rule = tuple[str, Callable[[float], bool]]
+AT_LEAST_0: Rule = (">= 0", lambda v: v >= 0)
+AT_LEAST_1: Rule = (">= 1", lambda v: v >= 1)
+POSITIVE: Rule = ("> 0", lambda v: v > 0)
+FRACTION: Rule = ("in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def _check_ranges(config: Any, section: str, rules: dict[str, Rule]) -> None:
+    """Raise ``ConfigError`` naming the first field outside its range; ``None`` means unset."""
+    for name, (text, holds) in rules.items():
+        value = getattr(config, name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # unset, or a type error that coercion reports with the field's type
+        if not holds(value):
+            where = f"{section}.{name}" if section else name
+            raise ConfigError(f"{where} must be {text}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class PoolingConfig:
-    """How token states become one vector (PAPER.md, "The trainable pooling head").
+    """How token states become one vector (PAPER.md, "The trainable pooling head")."""
 
-    ``layers`` is a rule (``all``, ``first_third``, ``middle_third``, ``last_third``, ``top_k:K``)
-    or an explicit tuple of 1-based transformer layer numbers; it only matters for ``multi_layer``.
-    ``layer_summary`` is the per-layer vector of multi-layer pooling; ``None`` follows the attention
-    mode (``eos`` when causal, ``mean`` when bidirectional), as in the paper's released code.
-    """
+    kind: PoolingKind = field(
+        default="multi_layer",
+        metadata=_doc("eos / mean (no parameters) or a resampler over the last or many layers"),
+    )
+    layers: str | tuple[int, ...] = field(
+        default="all",
+        metadata=_doc(
+            "multi_layer only: all, first_third, middle_third, last_third, top_k:K or 1-based ids"
+        ),
+    )
+    layer_summary: LayerSummary | None = field(
+        default=None,
+        metadata=_doc(
+            "per-layer vector of multi_layer; None: eos when causal, mean when bidirectional"
+        ),
+    )
+    heads: int = field(default=32, metadata=_doc("cross-attention heads of the resampler (>= 1)"))
+    head_dim: int = field(
+        default=2048,
+        metadata=_doc("width of each head; the inner width is heads x head_dim (>= 1)"),
+    )
+    n_latents: int = field(
+        default=768, metadata=_doc("trainable latent vectors the resampler attends from (>= 1)")
+    )
+    layer_weights: bool = field(
+        default=True, metadata=_doc("add the trainable layer-weight matrix W (multi_layer)")
+    )
+    layer_weight_std: float = field(
+        default=1.0,
+        metadata=_doc("std of W's normal initialisation; 1.0 as the released nn.Embedding (> 0)"),
+    )
+    mlp_ratio: int = field(
+        default=4, metadata=_doc("GEGLU feed-forward width as a multiple of the model width (>= 1)")
+    )
 
-    kind: PoolingKind = "multi_layer"
-    layers: str | tuple[int, ...] = "all"
-    layer_summary: LayerSummary | None = None
-    heads: int = 32
-    head_dim: int = 2048
-    n_latents: int = 768
-    layer_weights: bool = True
-    mlp_ratio: int = 4
+    def __post_init__(self) -> None:
+        rules = dict.fromkeys(("heads", "head_dim", "n_latents", "mlp_ratio"), AT_LEAST_1)
+        _check_ranges(self, "model.pooling", rules | {"layer_weight_std": POSITIVE})
 
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """LoRA on the backbone; ``target_modules=None`` picks the projections per architecture."""
+    """LoRA on the backbone (PAPER.md: r 16, alpha 32, dropout 0.1)."""
 
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.1
-    target_modules: tuple[str, ...] | None = None
+    r: int = field(default=16, metadata=_doc("rank of the LoRA update matrices (>= 1)"))
+    alpha: int = field(
+        default=32, metadata=_doc("LoRA scaling numerator: updates are scaled by alpha / r (>= 1)")
+    )
+    dropout: float = field(
+        default=0.1, metadata=_doc("dropout on the LoRA input (0 <= dropout < 1)")
+    )
+    target_modules: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_doc(
+            "module names to adapt; None picks the attention and MLP projections per architecture"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_ranges(
+            self, "model.lora", {"r": AT_LEAST_1, "alpha": AT_LEAST_1, "dropout": FRACTION}
+        )
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The embedding model: backbone, attention mode, pooling head and LoRA.
+    """The embedding model: backbone, attention mode, pooling head and LoRA."""
 
-    ``backbone`` is an alias (``minilm``, ``smollm2-135m``), an HF model id, or a local directory.
-    ``lora=None`` trains the head only (the backbone stays frozen).
-    """
+    backbone: str = field(
+        default="minilm",
+        metadata=_doc(
+            "an alias (minilm, smollm2-135m), an HF model id, or a local model directory"
+        ),
+    )
+    attention: Attention = field(
+        default="bidirectional", metadata=_doc("causal or bidirectional self-attention")
+    )
+    pooling: PoolingConfig = field(default_factory=PoolingConfig, metadata=_doc("the pooling head"))
+    lora: LoraSettings | None = field(
+        default_factory=LoraSettings,
+        metadata=_doc("LoRA on the backbone; None trains the head only (the backbone frozen)"),
+    )
+    max_length: int = field(
+        default=128, metadata=_doc("tokens per text, longer texts are truncated (>= 1)")
+    )
+    dtype: Literal["float32", "bfloat16"] = field(
+        default="float32",
+        metadata=_doc("backbone weights' dtype; the pooling head always trains in float32"),
+    )
+    query_prompt: str | None = field(
+        default=None,
+        metadata=_doc("text put before training queries and retrieval queries (None: no prompt)"),
+    )
 
-    backbone: str = "minilm"
-    attention: Attention = "bidirectional"
-    pooling: PoolingConfig = field(default_factory=PoolingConfig)
-    lora: LoraSettings | None = field(default_factory=LoraSettings)
-    max_length: int = 128
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    query_prompt: str | None = None
+    def __post_init__(self) -> None:
+        _check_ranges(self, "model", {"max_length": AT_LEAST_1})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Contrastive fine-tuning (InfoNCE, PAPER.md "Training recipe").
+    """Contrastive fine-tuning (InfoNCE, PAPER.md "Training recipe")."""
 
-    ``data`` is a JSONL pairs file, an HF dataset name, or ``None`` for ``train/pairs.jsonl`` under
-    the tasks directory. ``eval_every`` steps the trial reports its cheap held-out signal.
-    ``gradient_checkpointing`` recomputes the backbone's activations in the backward pass instead
-    of keeping them: the same gradients for less memory and about a third more compute.
-    """
+    data: str | None = field(
+        default=None,
+        metadata=_doc(
+            "JSONL pairs file or HF dataset name; None: train/pairs.jsonl under the tasks dir"
+        ),
+    )
+    steps: int = field(default=1000, metadata=_doc("optimizer steps (>= 1)"))
+    batch_size: int = field(
+        default=32, metadata=_doc("pairs per micro-batch; in-batch negatives stay within it (>= 1)")
+    )
+    grad_accum: int = field(
+        default=8, metadata=_doc("micro-batches accumulated per optimizer step (>= 1)")
+    )
+    lr: float = field(
+        default=1e-5, metadata=_doc("AdamW learning rate of the LoRA parameters (> 0)")
+    )
+    head_lr: float | None = field(
+        default=None, metadata=_doc("learning rate of the pooling head; None: lr (> 0)")
+    )
+    weight_decay: float = field(
+        default=0.01,
+        metadata=_doc("AdamW weight decay, not on biases, LayerNorm weights, latents or W (>= 0)"),
+    )
+    warmup_steps: int = field(
+        default=100, metadata=_doc("linear warm-up steps before the linear decay (>= 0)")
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=_doc("gradient-norm clipping threshold (> 0)")
+    )
+    scale: float = field(default=20.0, metadata=_doc("InfoNCE inverse temperature (> 0)"))
+    hard_negatives: bool = field(
+        default=True, metadata=_doc("use each pair's hard negative as an extra candidate")
+    )
+    max_pairs: int | None = field(
+        default=None, metadata=_doc("cap on training pairs, the same for every seed (>= 1)")
+    )
+    eval_every: int = field(
+        default=100, metadata=_doc("optimizer steps between intermediate reports (>= 1)")
+    )
+    dev_pairs: int = field(
+        default=256, metadata=_doc("STS Benchmark dev pairs in the intermediate signal (>= 0)")
+    )
+    dev_queries: int = field(
+        default=64, metadata=_doc("training pairs held out for the signal's MRR@10 (>= 0)")
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_doc(
+            "recompute backbone activations in backward: less memory, about 1/3 more compute"
+        ),
+    )
 
-    data: str | None = None
-    steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 8
-    lr: float = 1e-5
-    head_lr: float | None = None
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    max_grad_norm: float = 1.0
-    scale: float = 20.0
-    hard_negatives: bool = True
-    max_pairs: int | None = None
-    eval_every: int = 100
-    dev_pairs: int = 256
-    dev_queries: int = 64
-    gradient_checkpointing: bool = False
+    def __post_init__(self) -> None:
+        counts = ("steps", "batch_size", "grad_accum", "max_pairs", "eval_every")
+        rules = dict.fromkeys(counts, AT_LEAST_1)
+        rules |= dict.fromkeys(("lr", "head_lr", "max_grad_norm", "scale"), POSITIVE)
+        rules |= dict.fromkeys(
+            ("weight_decay", "warmup_steps", "dev_pairs", "dev_queries"), AT_LEAST_0
+        )
+        _check_ranges(self, "train", rules)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """The MTEB subset that scores a trained model.
+    """The MTEB subset that scores a trained model."""
 
-    ``tasks_dir`` (or the ``ABLATION_TASKS_DIR`` environment variable) points at local task files in
-    the layout of ``shared/data``; ``None`` there means the tasks are loaded online by MTEB name.
-    ``max_texts`` caps the texts per task (seeded subsample) so CPU presets finish in minutes.
-    """
-
-    tasks: tuple[str, ...] = (
-        "SICK-R",
-        "STS14",
-        "STSBenchmark",
-        "SciFactSubset",
-        "Banking77Classification",
-        "Banking77Intents",
-        "ArxivTitles",
+    tasks: tuple[str, ...] = field(
+        default=(
+            "SICK-R",
+            "STS14",
+            "STSBenchmark",
+            "SciFactSubset",
+            "Banking77Classification",
+            "Banking77Intents",
+            "ArxivTitles",
+        ),
+        metadata=_doc("MTEB task names (local ones from the tasks directory)"),
     )
-    tasks_dir: str | None = None
-    max_texts: int | None = None
-    batch_size: int = 64
-    samples_per_label: int = 8
+    tasks_dir: str | None = field(
+        default=None,
+        metadata=_doc(
+            "local task files (layout of shared/data); None: ABLATION_TASKS_DIR, else online"
+        ),
+    )
+    max_texts: int | None = field(
+        default=None,
+        metadata=_doc(
+            "cap on texts per task, a seeded subsample for CPU presets; None: all (>= 1)"
+        ),
+    )
+    batch_size: int = field(default=64, metadata=_doc("texts per encoding batch (>= 1)"))
+    samples_per_label: int = field(
+        default=8, metadata=_doc("classification training rows per label (>= 1)")
+    )
+    use_instructions: bool = field(
+        default=False,
+        metadata=_doc(
+            "give every task its instruction (objectives.instructions); off: only query_prompt"
+        ),
+    )
+    instructions: Instructions = field(
+        default=(),
+        metadata=_doc(
+            "per-task instruction overrides, task name -> instruction (eval.instructions.TASK=...)"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        rules = dict.fromkeys(("max_texts", "batch_size", "samples_per_label"), AT_LEAST_1)
+        _check_ranges(self, "eval", rules)
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything one trial needs; the seed fixes data order, LoRA and head initialisation."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig, metadata=_doc("the embedding model"))
+    train: TrainConfig = field(default_factory=TrainConfig, metadata=_doc("the fine-tuning recipe"))
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata=_doc("the scoring tasks"))
+    seed: int = field(
+        default=0, metadata=_doc("fixes data order, LoRA and head initialisation (>= 0)")
+    )
+    threads: int | None = field(
+        default=None, metadata=_doc("torch and BLAS threads; None: the library default (>= 1)")
+    )
+    device: str = field(
+        default="auto", metadata=_doc("auto (cuda when available, else cpu), cpu, cuda or cuda:N")
+    )
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, "", {"seed": AT_LEAST_0, "threads": AT_LEAST_1})
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -179,6 +336,10 @@ def _set_path(obj: Any, parts: list[str], value: Any, full: str) -> Any:
     if head not in names:
         raise ConfigError(f"unknown config field '{full}'; '{head}' is not one of {names}")
     current = getattr(obj, head)
+    if rest and typing.get_type_hints(type(obj))[head] == Instructions:
+        # A mapping field takes the rest of the path as one key (task names may hold dots).
+        value = dict(current) | {".".join(rest): _coerce(str, value, full)}
+        rest = []
     if rest:
         if current is None:
             current = typing.get_type_hints(type(obj))[head]
@@ -198,6 +359,8 @@ def _dataclass_in(tp: Any) -> type:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Convert ``value`` (possibly a string or list from YAML/CLI) to the annotated type."""
+    if tp == Instructions:
+        return _coerce_mapping(value, where)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -245,6 +408,26 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"'{where}' must be an integer, got {value!r}")
         return converted
     return value
+
+
+def _coerce_mapping(value: Any, where: str) -> Instructions:
+    """A mapping of strings (YAML mapping, JSON object text, or pairs) as sorted pairs."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            value = None
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in value
+    ):
+        value = dict(value)
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError(
+            f"'{where}' must map names to texts, e.g. {where}.SICK-R=\"...\" or a JSON object"
+        )
+    return tuple(sorted(value.items()))
 
 
 def _name(tp: Any) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 
 from objectives.config import ConfigError, TrialConfig, from_dict, override, to_dict
@@ -66,3 +69,84 @@ def test_variants_set_pooling_and_attention() -> None:
     assert {apply_variant(TrialConfig(), v).model for v in VARIANTS}.__len__() == 5
     with pytest.raises(ConfigError, match="unknown model variant 'model9'"):
         apply_variant(TrialConfig(), "model9")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("train.steps", 0, "train.steps must be >= 1, got 0"),
+        ("train.eval_every", "0", "train.eval_every must be >= 1, got 0"),
+        ("train.batch_size", -1, "train.batch_size must be >= 1, got -1"),
+        ("train.grad_accum", 0, "train.grad_accum must be >= 1, got 0"),
+        ("train.lr", "0", "train.lr must be > 0, got 0.0"),
+        ("train.head_lr", -1e-4, "train.head_lr must be > 0, got -0.0001"),
+        ("train.warmup_steps", -1, "train.warmup_steps must be >= 0, got -1"),
+        ("model.max_length", 0, "model.max_length must be >= 1, got 0"),
+        ("model.lora.r", 0, "model.lora.r must be >= 1, got 0"),
+        ("model.lora.alpha", 0, "model.lora.alpha must be >= 1, got 0"),
+        ("model.lora.dropout", 1.0, "model.lora.dropout must be in [0, 1), got 1.0"),
+        ("model.lora.dropout", -0.1, "model.lora.dropout must be in [0, 1), got -0.1"),
+        ("model.pooling.heads", 0, "model.pooling.heads must be >= 1, got 0"),
+        ("model.pooling.head_dim", 0, "model.pooling.head_dim must be >= 1, got 0"),
+        ("model.pooling.n_latents", 0, "model.pooling.n_latents must be >= 1, got 0"),
+        ("model.pooling.mlp_ratio", 0, "model.pooling.mlp_ratio must be >= 1, got 0"),
+        ("model.pooling.layer_weight_std", 0, "model.pooling.layer_weight_std must be > 0"),
+        ("eval.max_texts", 0, "eval.max_texts must be >= 1, got 0"),
+        ("threads", 0, "threads must be >= 1, got 0"),
+    ],
+)
+def test_an_out_of_range_value_fails_at_override_time_naming_the_field(
+    path: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        override(TrialConfig(), {path: value})
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_unset_optional_limits_and_edge_values_are_accepted() -> None:
+    config = override(
+        TrialConfig(),
+        {"eval.max_texts": None, "train.head_lr": None, "model.lora.dropout": 0.0, "threads": 1},
+    )
+    assert config.eval.max_texts is None and config.model.lora.dropout == 0.0
+
+
+def _sections(cls: type) -> list[type]:
+    found = [cls]
+    for f in dataclasses.fields(cls):
+        for arg in typing.get_args(typing.get_type_hints(cls)[f.name]) or (
+            typing.get_type_hints(cls)[f.name],
+        ):
+            if dataclasses.is_dataclass(arg):
+                found += _sections(arg)
+    return found
+
+
+def test_every_config_field_is_documented_in_one_line() -> None:
+    sections = _sections(TrialConfig)
+    assert len(sections) == 6
+    for section in sections:
+        for f in dataclasses.fields(section):
+            help_text = f.metadata.get("help", "")
+            assert help_text and "\n" not in help_text, f"{section.__name__}.{f.name}"
+
+
+def test_instructions_are_a_mapping_set_per_task_by_dotted_path() -> None:
+    config = override(
+        TrialConfig(),
+        {
+            "eval.instructions.SICK-R": "Find sentences that mean the same.",
+            "eval.instructions.BiorxivClusteringS2S.v2": "Name the field of the paper.",
+        },
+    )
+    assert dict(config.eval.instructions) == {
+        "SICK-R": "Find sentences that mean the same.",
+        "BiorxivClusteringS2S.v2": "Name the field of the paper.",
+    }
+    again = override(config, {"eval.instructions.SICK-R": "Other."})
+    assert dict(again.eval.instructions)["SICK-R"] == "Other."
+    assert from_dict(TrialConfig, to_dict(again)) == again
+    from_yaml = override(TrialConfig(), {"eval.instructions": {"STS14": "x"}})
+    assert from_yaml.eval.instructions == (("STS14", "x"),)
+    with pytest.raises(ConfigError, match="must map names to texts"):
+        override(TrialConfig(), {"eval.instructions": ["STS14"]})
