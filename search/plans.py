@@ -260,7 +260,9 @@ def load_plan(path: str | Path) -> Plan:
         elif path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text)
         else:
-            raise PlanError(f"plan file '{path}' must end in .yaml, .yml or .toml")
+            raise PlanError(
+                f"plan file '{path}' must end in .yaml, .yml or .toml (.md: a planner document)"
+            )
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise PlanError(f"plan file '{path}' is not valid {path.suffix[1:]}: {first}") from None

@@ -149,3 +149,10 @@ def test_an_objective_the_tasks_cannot_score_is_refused_in_one_line() -> None:
         replace(plan, objective="Clustering").check_objective(categories)
     with pytest.raises(PlanError, match=r"no evaluated task \['SICK-R'\] is of the metrics"):
         replace(plan, metrics=("Clustering",)).check_objective({"SICK-R": "STS"})
+
+
+def test_a_plan_file_of_another_kind_names_the_kinds_read(tmp_path: Path) -> None:
+    path = tmp_path / "plan.txt"
+    path.write_text("name: x\n")
+    with pytest.raises(PlanError, match=r"\.yaml, \.yml or \.toml \(\.md: a planner document\)"):
+        load_plan(path)
