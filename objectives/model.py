@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from objectives.backbone import is_encoder, layer_count, load_backbone
 from objectives.config import ModelConfig, from_dict, to_dict
 from objectives.lora import apply_lora, load_lora
-from objectives.pooling import build_pooling
+from objectives.pooling import NO_DECAY, build_pooling
 
 CONFIG_FILE = "model_config.json"
 HEAD_FILE = "head.safetensors"
@@ -118,7 +118,7 @@ class EmbeddingModel(nn.Module):
             "attention_mask": mask,
             "hidden_states": output.hidden_states,
         }
-        return F.normalize(self.head(features).float(), dim=-1)
+        return F.normalize(self.head(features), dim=-1)
 
     @torch.inference_mode()
     def encode(
@@ -155,6 +155,19 @@ class EmbeddingModel(nn.Module):
             "backbone": [p for p in self.backbone.parameters() if p.requires_grad],
             "head": list(self.head.parameters()),
         }
+
+    def no_decay_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters AdamW must not decay: biases, norm weights, the latents and W.
+
+        The rule of HF Trainer, which trained the paper's models, plus the head's embeddings.
+        """
+        exempt = []
+        for module in self.modules():
+            norm = isinstance(module, nn.LayerNorm) or "Norm" in type(module).__name__
+            for name, param in module.named_parameters(recurse=False):
+                if param.requires_grad and (norm or name == "bias" or name in NO_DECAY):
+                    exempt.append(param)
+        return exempt
 
     def parameter_counts(self) -> dict[str, int]:
         """Total, trainable and head parameter counts, for reports."""
@@ -204,10 +217,9 @@ def _with_lora(
 
 
 def _head(config: ModelConfig, backbone: PreTrainedModel | PeftModel) -> nn.Module:
-    """The pooling head, in the backbone's dtype, fully trainable."""
+    """The pooling head, float32 whatever the backbone's dtype (see ``objectives.pooling``)."""
     hf_config = backbone.config
     head = build_pooling(
         config.pooling, hf_config.hidden_size, layer_count(hf_config), config.attention
     )
-    dtype = next(backbone.parameters()).dtype
-    return head.to(dtype=dtype).requires_grad_(True)
+    return head.float().requires_grad_(True)

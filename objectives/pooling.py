@@ -4,6 +4,11 @@ pooling head").
 Each head is an ``nn.Module`` reading a features dict (``last_hidden_state``, ``attention_mask`` and,
 when the head's ``needs_hidden_states`` is true, ``hidden_states`` with index 0 the embedding output
 and index l transformer layer l). Heads return unnormalised (B, d) vectors; the model L2-normalises.
+
+Heads compute in float32 whatever the backbone's dtype: states are cast where they enter the head
+(after picking the EOS token or per layer, so no float32 copy of every layer's states exists). A
+bf16 head under AdamW at lr 1e-5 barely moves, as updates round to zero; the released code also
+keeps its head in float32.
 """
 
 from __future__ import annotations
@@ -25,18 +30,22 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def eos_states(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, d) -> (B, d): the state of the last real (EOS) token of each row."""
+    """(B, T, d) -> (B, d) float32: the state of the last real (EOS) token of each row."""
     rows = torch.arange(states.shape[0], device=states.device)
-    return states[rows, last_token_index(attention_mask)]
+    return states[rows, last_token_index(attention_mask)].float()
 
 
 def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, d) -> (B, d): the mean over real tokens, padding excluded."""
+    """(B, T, d) -> (B, d) float32: the mean over real tokens, padding excluded."""
+    states = states.float()
     mask = attention_mask.unsqueeze(-1).to(states.dtype)
     return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
 SUMMARIES = {"eos": eos_states, "mean": masked_mean}
+# Head parameters that, like biases and LayerNorm weights, get no weight decay: the latents and W
+# are learned embeddings, which decay would pull towards zero rather than regularise.
+NO_DECAY = ("latents", "layer_weights")
 
 
 class LatentResampler(nn.Module):
@@ -44,6 +53,7 @@ class LatentResampler(nn.Module):
 
     Pre-LayerNorm on latents and inputs; ``heads`` heads of width ``head_dim`` (inner width
     heads x head_dim) projected back to ``dim``; residuals around both blocks; mean over latents.
+    As the released code: the attention projections have no bias, the feed-forward layers have.
 
     When the inputs are few (one vector per layer, or a short text) the output projection is
     folded into the values: each head's values are projected to ``dim`` before attention. That is
@@ -55,11 +65,6 @@ class LatentResampler(nn.Module):
 
     def __init__(self, dim: int, n_latents: int, heads: int, head_dim: int, mlp_ratio: int) -> None:
         super().__init__()
-        if min(n_latents, heads, head_dim, mlp_ratio) < 1:
-            raise ConfigError(
-                "model.pooling: n_latents, heads, head_dim and mlp_ratio must all be >= 1, got "
-                f"{n_latents}, {heads}, {head_dim}, {mlp_ratio}"
-            )
         self.heads, self.head_dim = heads, head_dim
         self.fold_output: bool | None = None
         inner = heads * head_dim
@@ -70,8 +75,8 @@ class LatentResampler(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
         self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn_in = nn.Linear(dim, 2 * dim * mlp_ratio, bias=False)
-        self.ffn_out = nn.Linear(dim * mlp_ratio, dim, bias=False)
+        self.ffn_in = nn.Linear(dim, 2 * dim * mlp_ratio)
+        self.ffn_out = nn.Linear(dim * mlp_ratio, dim)
 
     @property
     def inner_width(self) -> int:
@@ -140,7 +145,7 @@ class LastLayerPooling(nn.Module):
         states, mask = features["last_hidden_state"], features["attention_mask"]
         if self.causal:
             return self.resampler(eos_states(states, mask).unsqueeze(1))
-        return self.resampler(states, mask)
+        return self.resampler(states.float(), mask)
 
 
 class MultiLayerPooling(nn.Module):
@@ -155,14 +160,18 @@ class MultiLayerPooling(nn.Module):
         summary: str,
         dim: int,
         layer_weights: bool,
+        layer_weight_std: float,
     ) -> None:
         super().__init__()
         self.resampler = resampler
         self.layers = layers
         self.summary = summary
-        # One learned vector per selected layer, initialised like a position embedding.
+        # One learned vector per selected layer, N(0, std) as the released nn.Embedding (std 1):
+        # a small std would leave W almost no effect on the resampler's normalised inputs.
         self.layer_weights = (
-            nn.Parameter(torch.randn(len(layers), dim) * 0.02) if layer_weights else None
+            nn.Parameter(torch.randn(len(layers), dim) * layer_weight_std)
+            if layer_weights
+            else None
         )
 
     def forward(self, features: Features) -> torch.Tensor:
@@ -191,7 +200,9 @@ def build_pooling(
     if config.kind == "multi_layer":
         summary = config.layer_summary or ("eos" if causal else "mean")
         layers = resolve_layers(config.layers, num_layers)
-        return MultiLayerPooling(resampler, layers, summary, dim, config.layer_weights)
+        return MultiLayerPooling(
+            resampler, layers, summary, dim, config.layer_weights, config.layer_weight_std
+        )
     raise ConfigError(
         f"unknown model.pooling.kind {config.kind!r}; use eos, mean, last_layer or multi_layer"
     )

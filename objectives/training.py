@@ -1,8 +1,10 @@
 """Contrastive fine-tuning: the paper's recipe (PAPER.md "Training recipe"), scaled by config.
 
-AdamW over two parameter groups (LoRA at ``train.lr``, pooling head at ``train.head_lr`` or
-``train.lr``), linear schedule with warm-up, gradient accumulation over ``grad_accum`` batches
-(in-batch negatives stay within one batch) and gradient-norm clipping.
+AdamW over two parts (LoRA at ``train.lr``, pooling head at ``train.head_lr`` or ``train.lr``),
+each split into decayed and undecayed parameters (biases, norm weights, latents and W get no weight
+decay, as HF Trainer, which trained the paper's models, does for biases and norms), linear schedule
+with warm-up, gradient accumulation over ``grad_accum`` batches (in-batch negatives stay within one
+batch) and gradient-norm clipping.
 """
 
 from __future__ import annotations
@@ -34,20 +36,31 @@ class TrainStats:
 def make_optimizer(
     model: EmbeddingModel, config: TrainConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with per-part learning rates and the linear warm-up/decay schedule."""
-    groups = model.parameter_groups()
+    """AdamW with per-part learning rates, decay-exempt groups and the warm-up/decay schedule.
+
+    Groups are named ``<part>`` (decayed) and ``<part>.no_decay``; empty groups are left out.
+    """
     lrs = {"backbone": config.lr, "head": config.head_lr or config.lr}
-    param_groups = [
-        {"params": params, "lr": lrs[part], "name": part}
-        for part, params in groups.items()
-        if params
-    ]
+    exempt = {id(p) for p in model.no_decay_parameters()}
+    param_groups = []
+    for part, params in model.parameter_groups().items():
+        for suffix, decay in (("", config.weight_decay), (".no_decay", 0.0)):
+            chosen = [p for p in params if (id(p) in exempt) == bool(suffix)]
+            if chosen:
+                param_groups.append(
+                    {
+                        "params": chosen,
+                        "lr": lrs[part],
+                        "weight_decay": decay,
+                        "name": part + suffix,
+                    }
+                )
     if not param_groups:
         raise ConfigError(
             "nothing to train: the backbone is frozen (model.lora=None) and the pooling head has "
             "no parameters; enable LoRA or pick a trainable pooling kind"
         )
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups)
     schedule = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     return optimizer, schedule
 

@@ -12,8 +12,9 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from objectives.backbone import ensure_eos, load_backbone, num_layers, resolve_backbone
-from objectives.config import ConfigError, LoraSettings, ModelConfig, PoolingConfig
+from objectives.config import ConfigError, LoraSettings, ModelConfig, PoolingConfig, TrainConfig
 from objectives.model import EmbeddingModel
+from objectives.training import make_optimizer
 from tests.tiny_models import DECODER_EOS, decoder_tokenizer, tiny_model_config
 
 torch.set_num_threads(1)
@@ -139,13 +140,30 @@ def test_encode_keeps_order_and_normalises(tiny_decoder_dir: Path) -> None:
     assert model.encode([]).shape == (0, model.dim)
 
 
-def test_bfloat16(tiny_decoder_dir: Path) -> None:
-    model = EmbeddingModel.build(tiny_model_config(tiny_decoder_dir, dtype="bfloat16"))
-    assert {p.dtype for p in model.head.parameters()} == {torch.bfloat16}
+def test_a_bf16_backbone_trains_a_float32_head_that_moves_at_lr_1e_5(
+    tiny_decoder_dir: Path,
+) -> None:
+    """Under a bf16 backbone a bf16 head rounds AdamW's 1e-5 updates away; a float32 head moves."""
+    pooling = PoolingConfig(kind="multi_layer", heads=2, head_dim=8, n_latents=4)
+    config = tiny_model_config(tiny_decoder_dir, dtype="bfloat16", pooling=pooling)
+    model = EmbeddingModel.build(config, seed=0)
+    assert next(model.backbone.base_model.parameters()).dtype == torch.bfloat16
+    assert {p.dtype for p in model.head.parameters()} == {torch.float32}
+    before = [p.detach().clone() for p in model.head.parameters()]
+    optimizer, schedule = make_optimizer(model, TrainConfig(lr=1e-5, steps=10, warmup_steps=0))
+    model.train()
+    for _ in range(10):
+        scores = model(model.tokenize(QUERIES)) @ model(model.tokenize(POSITIVES)).T * 20
+        torch.nn.functional.cross_entropy(scores, torch.arange(len(QUERIES))).backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+    after = list(model.head.parameters())
+    moved = sum(int((a != b).sum()) for a, b in zip(after, before, strict=True))
+    assert moved >= 0.95 * sum(p.numel() for p in before)
     embeddings = model.encode(QUERIES)
     assert embeddings.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-3)
-    model(model.tokenize(QUERIES)).sum().backward()
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
 
 
 def test_unloadable_backbone_is_a_one_line_config_error(tmp_path: Path) -> None:
@@ -179,11 +197,9 @@ def test_decoder_tokenizers_end_with_one_eos(tiny_decoder_dir: Path) -> None:
     assert isinstance(appending, PreTrainedTokenizerFast)
 
 
-def test_build_rejects_a_bad_head() -> None:
-    with pytest.raises(ConfigError, match="must all be >= 1"):
-        EmbeddingModel.build(
-            tiny_model_config("minilm", pooling=replace(PoolingConfig(), heads=0, n_latents=2))
-        )
+def test_a_head_without_heads_is_refused_when_configured() -> None:
+    with pytest.raises(ConfigError, match=r"^model.pooling.heads must be >= 1, got 0$"):
+        replace(PoolingConfig(), heads=0, n_latents=2)
 
 
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])

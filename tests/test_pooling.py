@@ -166,3 +166,33 @@ def test_layer_summary_follows_attention_unless_set() -> None:
 def test_mean_pooling_is_masked() -> None:
     states = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     assert masked_mean(states, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]
+
+
+@pytest.mark.parametrize("std", [1.0, 0.02])
+def test_w_starts_normal_with_the_configured_std(std: float) -> None:
+    config = PoolingConfig(heads=2, head_dim=4, n_latents=3, layer_weight_std=std)
+    head = build_pooling(config, 256, 6, "bidirectional")
+    weights = head.layer_weights.detach()
+    assert weights.shape == (6, 256)
+    assert abs(weights.mean().item()) < 0.1 * std
+    assert weights.std().item() == pytest.approx(std, rel=0.1)
+
+
+def test_feed_forward_layers_have_biases_and_attention_projections_none() -> None:
+    resampler = LatentResampler(DIM, n_latents=3, heads=2, head_dim=4, mlp_ratio=2)
+    assert resampler.ffn_in.bias.shape == (2 * 2 * DIM,)
+    assert resampler.ffn_out.bias.shape == (DIM,)
+    assert all(layer.bias is None for layer in (resampler.to_q, resampler.to_kv, resampler.to_out))
+
+
+@pytest.mark.parametrize("kind", ["eos", "mean", "last_layer", "multi_layer"])
+def test_heads_compute_in_float32_from_bf16_states(kind: str) -> None:
+    config = PoolingConfig(kind=kind, heads=2, head_dim=4, n_latents=3, mlp_ratio=2)
+    head = build_pooling(config, DIM, 6, "bidirectional")
+    features = _features()
+    low = {
+        **features,
+        "hidden_states": tuple(h.bfloat16() for h in features["hidden_states"]),
+        "last_hidden_state": features["last_hidden_state"].bfloat16(),
+    }
+    assert head(low).dtype == torch.float32
