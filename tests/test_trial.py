@@ -109,6 +109,10 @@ def test_decoder_smoke_trial_with_eos_pooling(tiny_decoder_dir: Path, tasks_dir:
 
 def test_missing_task_file_fails_before_training(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     reports: list[int] = []
+    (tmp_path / "sts/SICK-R").mkdir(parents=True)  # a manifest whose data file is missing
+    (tmp_path / "sts/SICK-R/task.yaml").write_text(
+        "name: SICK-R\ntype: STS\ndescription: d\nlicense: l\n"
+    )
     with pytest.raises(TaskDataError, match=r"sts/SICK-R/test.jsonl: file not found"):
         run_trial(_smoke(tiny_encoder_dir, tmp_path), lambda step, proxies: reports.append(step))
     assert reports == []
