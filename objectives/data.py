@@ -1,7 +1,9 @@
 """Training pairs and the held-out dev slices behind the cheap intermediate signal.
 
 Pairs come from a JSONL file in the format of ``shared/data/train/pairs.jsonl``
-(``{"query", "positive", "negative"?}``) or, online, from an HF dataset name. Dev slices are drawn
+(``{"query", "positive", "negative"?}``) or, online, from an HF dataset name. Whatever their source,
+a pair with any text that is also an evaluated text is dropped before training (``drop_overlap``):
+a model trained on a test text would be scored on its own training data. Dev slices are drawn
 with the fixed ``SUBSAMPLE_SEED``, so every trial of a study trains on the same pairs (only their
 order depends on the trial seed) and is pruned on the same dev texts.
 """
@@ -17,7 +19,7 @@ from objectives.config import ConfigError, TrainConfig
 from objectives.tasks import SUBSAMPLE_SEED, TaskDataError, read_jsonl, resolve_tasks_dir
 
 PAIRS_FILE = "train/pairs.jsonl"
-DEV_STS_FILE = "sts/STSBenchmark/test.jsonl"
+DEV_STS_FILE = "sts/STSBenchmark/dev.jsonl"  # the validation split: never a test split
 DEV_STS_ONLINE = ("mteb/stsbenchmark-sts", "validation")
 
 
@@ -102,22 +104,25 @@ def _hf_pairs(name: str) -> list[Pair]:
     return [Pair(r[0], r[1], r[2] if len(r) > 2 and r[2] else None) for r in rows]
 
 
-def split_dev(
-    pairs: list[Pair], dev_queries: int, exclude: set[str]
-) -> tuple[list[Pair], list[Pair]]:
-    """(training pairs, dev pairs): ``dev_queries`` pairs held out of training.
+def drop_overlap(pairs: list[Pair], exclude: set[str]) -> tuple[list[Pair], int]:
+    """(the pairs sharing no text with ``exclude``, how many were dropped).
 
-    Dev pairs are drawn only among pairs sharing no text with ``exclude`` (the evaluated texts,
-    normalised), so the intermediate signal never looks at a text the final score uses. Online
-    tasks are not read before evaluation, so there ``exclude`` is empty and no check is made.
+    ``exclude`` holds the evaluated texts, normalised. Online tasks are not read before
+    evaluation, so there it is empty and nothing is dropped.
     """
-    rng = random.Random(SUBSAMPLE_SEED)
-    eligible = [
-        i
-        for i, p in enumerate(pairs)
+    kept = [
+        p
+        for p in pairs
         if not {normalise(t) for t in (p.query, p.positive, p.negative) if t} & exclude
     ]
-    held = set(rng.sample(eligible, min(dev_queries, len(eligible))))
+    return kept, len(pairs) - len(kept)
+
+
+def split_dev(pairs: list[Pair], dev_queries: int) -> tuple[list[Pair], list[Pair]]:
+    """(training pairs, dev pairs): ``dev_queries`` pairs held out of training, the same ones for
+    every trial. Give it pairs that ``drop_overlap`` cleaned, so no dev text is evaluated either."""
+    rng = random.Random(SUBSAMPLE_SEED)
+    held = set(rng.sample(range(len(pairs)), min(dev_queries, len(pairs))))
     train = [p for i, p in enumerate(pairs) if i not in held]
     dev = [pairs[i] for i in sorted(held)]
     return train, dev
@@ -134,8 +139,8 @@ def cap_pairs(pairs: list[Pair], max_pairs: int | None) -> list[Pair]:
 def dev_sts(tasks_dir: str | None, count: int, exclude: set[str]) -> list[tuple[str, str, float]]:
     """``count`` scored pairs for the STS half of the signal, sharing no sentence with ``exclude``.
 
-    Offline: the STS Benchmark test file (not in the default evaluation set; its pairs that share
-    a sentence with an evaluated text are dropped). Online: the STS Benchmark validation split.
+    The STS Benchmark validation split: offline its file ``DEV_STS_FILE``, online from the hub;
+    pairs that share a sentence with an evaluated text are dropped.
     """
     if count <= 0:
         return []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
 from objectives.evidence import TaskEvidence, collect, record_draws
+from objectives.instructions import instructed_side, instruction_for, prompt_for
 from objectives.tasks import task_category
 
 
@@ -48,9 +49,11 @@ class Evaluation:
 class CachedEncoder(AbsEncoder):
     """mteb's encoder protocol over a ``TextEncoder``, with a per-trial embedding cache.
 
-    Retrieval queries get ``query_prompt`` (as training queries do); documents and the symmetric
-    tasks (STS, classification, clustering) are encoded without a prompt. A text is cached under
-    (prompt, text), so a query prompt never leaks into a document embedding.
+    Without ``instructions`` (``None``) retrieval queries get ``query_prompt`` (as training
+    queries do) and everything else is encoded bare. With a mapping (task name -> instruction
+    overrides, possibly empty) every task gets its instruction (``objectives.instructions``):
+    symmetric tasks on both sides, retrieval on queries only. A text is cached under (prompt,
+    text), so a prompt never leaks into another task's or a document's embedding.
     """
 
     def __init__(
@@ -61,10 +64,12 @@ class CachedEncoder(AbsEncoder):
         embed_dim: int | None,
         batch_size: int,
         query_prompt: str | None = None,
+        instructions: Mapping[str, str] | None = None,
     ) -> None:
         self.model = encoder
         self.batch_size = batch_size
         self.query_prompt = query_prompt
+        self.instructions = instructions
         self.cache: dict[tuple[str | None, str], np.ndarray] = {}
         self.encode_seconds = 0.0
         self.mteb_model_meta = ModelMeta.create_empty(
@@ -90,8 +95,18 @@ class CachedEncoder(AbsEncoder):
     ) -> np.ndarray:
         """Embed a DataLoader of ``{"text": [...]}`` batches, encoding only unseen texts."""
         texts = [text for batch in inputs for text in batch["text"]]
-        prompt = self.query_prompt if prompt_type == PromptType.query else None
-        return self.embed(texts, prompt)
+        return self.embed(texts, self.prompt(task_metadata, prompt_type))
+
+    def prompt(self, task_metadata: Any, prompt_type: PromptType | None) -> str | None:
+        """The prompt of this task's side, from its name and type (see the class docstring)."""
+        is_query = prompt_type == PromptType.query
+        if self.instructions is None:
+            return self.query_prompt if is_query else None
+        if not instructed_side(task_metadata.type, is_query):
+            return None
+        return prompt_for(
+            instruction_for(task_metadata.name, task_metadata.type, self.instructions)
+        )
 
     def embed(self, texts: Sequence[str], prompt: str | None = None) -> np.ndarray:
         """Embeddings of ``texts`` (rows in order), through the cache."""

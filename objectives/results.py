@@ -18,6 +18,7 @@ SCORE_PREFIX = "score."
 CATEGORY_PREFIX = "category."
 COST_PREFIX = "cost."
 PARAMS_PREFIX = "params."
+DATA_PREFIX = "data."
 
 
 @dataclass
@@ -39,6 +40,9 @@ class TrialResult:
     # Per-task item-level records (objectives.evidence); stored as a trial system attr by the
     # worker (storage.evidence), never in user_attrs(), which optuna-dashboard ships to browsers.
     evidence: dict[str, TaskEvidence] = field(default_factory=dict)
+    # Facts about the training data as used, e.g. dropped_overlap (pairs dropped for sharing a
+    # text with an evaluated task); flattened to data.<key>.
+    data: dict[str, Any] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
         """Flat, JSON-ready attributes as stored on the Optuna trial."""
@@ -47,6 +51,7 @@ class TrialResult:
         attrs.update({CATEGORY_PREFIX + k: v for k, v in self.category_scores.items()})
         attrs.update({COST_PREFIX + k: v for k, v in self.costs.items()})
         attrs.update({PARAMS_PREFIX + k: v for k, v in self.params.items()})
+        attrs.update({DATA_PREFIX + k: v for k, v in self.data.items()})
         attrs["config"] = self.config
         attrs["versions"] = self.versions
         return attrs

@@ -24,6 +24,7 @@ from objectives.data import (
     DevSlices,
     cap_pairs,
     dev_sts,
+    drop_overlap,
     load_pairs,
     normalise,
     pairs_source,
@@ -31,6 +32,7 @@ from objectives.data import (
 )
 from objectives.dev_signal import DevSet, dev_proxies, labelled_slices
 from objectives.evaluation import CachedEncoder, evaluate
+from objectives.instructions import task_instructions
 from objectives.model import EmbeddingModel
 from objectives.results import TrialResult, category_means
 from objectives.tasks import load_tasks, resolve_tasks_dir, task_texts
@@ -75,9 +77,15 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
     with _peak_memory(device) as peak, attention_kernels(device):
         start = time.perf_counter()
         tasks = load_tasks(config.eval)
+        instructions = (
+            task_instructions(tasks, dict(config.eval.instructions))
+            if config.eval.use_instructions
+            else None
+        )
         evaluated = {normalise(t) for task in tasks for t in task_texts(task)}
         source = pairs_source(config.train, config.eval.tasks_dir)
-        pairs, dev_pairs = split_dev(load_pairs(source), config.train.dev_queries, evaluated)
+        pairs, dropped = drop_overlap(load_pairs(source), evaluated)
+        pairs, dev_pairs = split_dev(pairs, config.train.dev_queries)
         pairs = cap_pairs(pairs, config.train.max_pairs)
         labelled = labelled_slices(tasks, config.eval.tasks_dir, config.train.dev_pairs, evaluated)
         dev = DevSet(
@@ -121,6 +129,7 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
             embed_dim=model.dim,
             batch_size=config.eval.batch_size,
             query_prompt=config.model.query_prompt,
+            instructions=instructions,
         )
         evaluation = evaluate(encoder, tasks, progress=progress)
     categories = category_means(evaluation.task_scores, evaluation.task_category)
@@ -139,19 +148,26 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
         },
         params=model.parameter_counts(),
         intermediate=intermediate,
-        config=_resolved(config, source, device),
+        config=_resolved(config, source, device, instructions),
         versions=_versions(),
         evidence=evaluation.evidence,
+        data={"dropped_overlap": dropped},
     )
 
 
-def _resolved(config: TrialConfig, source: str, device: str) -> dict:
-    """The config as run: tasks directory, training data and device made explicit."""
+def _resolved(
+    config: TrialConfig, source: str, device: str, instructions: dict[str, str] | None
+) -> dict:
+    """The config as run: tasks directory, training data, device and, when on, every task's
+    instruction made explicit."""
     root = resolve_tasks_dir(config.eval.tasks_dir)
+    used = config.eval.instructions if instructions is None else tuple(sorted(instructions.items()))
     return to_dict(
         dataclasses.replace(
             config,
-            eval=dataclasses.replace(config.eval, tasks_dir=str(root) if root else None),
+            eval=dataclasses.replace(
+                config.eval, tasks_dir=str(root) if root else None, instructions=used
+            ),
             train=dataclasses.replace(config.train, data=source),
             device=device,
         )

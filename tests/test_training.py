@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from objectives.config import EvalConfig, TrainConfig
-from objectives.data import Pair, batches, cap_pairs, load_pairs, normalise, split_dev
+from objectives.data import Pair, batches, cap_pairs, load_pairs, split_dev
 from objectives.evaluation import CachedEncoder, evaluate
 from objectives.loss import info_nce
 from objectives.model import EmbeddingModel
 from objectives.presets import preset_config
 from objectives.tasks import TaskDataError, load_tasks
-from objectives.training import train
+from objectives.training import make_optimizer, train
 from tests.tiny_models import tiny_model_config
 
 
@@ -49,14 +49,13 @@ def test_batches_are_seeded_and_never_repeat_a_text_within_a_batch() -> None:
         assert len({p.positive for p in batch}) == 8 and len({p.query for p in batch}) == 8
 
 
-def test_dev_pairs_are_held_out_and_disjoint_from_evaluated_texts() -> None:
+def test_dev_pairs_are_held_out_and_the_same_for_every_trial() -> None:
     pairs = _pairs(60)
-    exclude = {normalise("Q1"), normalise("p2")}
-    train_pairs, dev = split_dev(pairs, 10, exclude)
+    train_pairs, dev = split_dev(pairs, 10)
     assert len(dev) == 10 and len(train_pairs) == 50
     assert not set(dev) & set(train_pairs)
-    assert all(p.query != "q1" and p.positive != "p2" for p in dev)
-    assert split_dev(pairs, 10, exclude) == (train_pairs, dev)  # the same for every trial
+    assert split_dev(pairs, 10) == (train_pairs, dev)
+    assert split_dev(pairs, 100) == ([], pairs)
     assert cap_pairs(train_pairs, 20) == cap_pairs(train_pairs, 20)
     assert len(cap_pairs(train_pairs, 20)) == 20
 
@@ -94,6 +93,38 @@ def test_reports_fall_on_eval_every_and_the_last_step_and_training_is_seeded(
     assert not torch.equal(states[0], torch.cat([p.flatten() for p in start.head.parameters()]))
 
 
+def test_weight_decay_skips_biases_norms_latents_and_w_and_keeps_per_part_lrs(
+    tiny_decoder_dir: Path,
+) -> None:
+    model = EmbeddingModel.build(tiny_model_config(tiny_decoder_dir), seed=0)
+    config = TrainConfig(lr=0.1, head_lr=0.2, weight_decay=0.5, steps=2, warmup_steps=0)
+    optimizer, _ = make_optimizer(model, config)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert {name: (g["lr"], g["weight_decay"]) for name, g in groups.items()} == {
+        "backbone": (0.1, 0.5),
+        "head": (0.2, 0.5),
+        "head.no_decay": (0.2, 0.0),
+    }
+    names = {id(p): name for name, p in model.head.named_parameters()}
+    exempt = {names[id(p)] for p in groups["head.no_decay"]["params"]}
+    assert exempt == {
+        name
+        for name in names.values()
+        if name.endswith(("bias", "latents", "layer_weights")) or ".norm_" in name
+    }
+    assert "layer_weights" in exempt and "resampler.ffn_in.bias" in exempt
+    # With zero gradients AdamW's update is pure decay: decayed weights shrink, exempt ones stay.
+    before = {id(p): p.detach().clone() for g in optimizer.param_groups for p in g["params"]}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for group in optimizer.param_groups:
+        factor = 1 - group["lr"] * group["weight_decay"]
+        for p in group["params"]:
+            torch.testing.assert_close(p.detach(), before[id(p)] * factor)
+
+
 def test_gradient_checkpointing_trains_the_same_model(tiny_decoder_dir: Path) -> None:
     """Recomputing activations (LoRA dropout included) changes memory, not the result."""
     torch.set_num_threads(1)
@@ -119,7 +150,9 @@ def test_gradient_checkpointing_trains_the_same_model(tiny_decoder_dir: Path) ->
 
 
 def test_fine_tuning_minilm_raises_sick_r_spearman_over_the_random_head(tasks_dir: Path) -> None:
-    """A short cpu-preset fine-tune (multi-layer pooling, random 8x512 head) on the real pairs."""
+    """The cpu preset's fine-tune (30 steps; multi-layer pooling, random 8x512 head) on the real
+    pairs. Fewer steps do not do: W starts N(0, 1) as in the released code, and the first steps
+    are spent absorbing its large random offsets before the score rises."""
     torch.set_num_threads(1)
     config = preset_config(
         "cpu",
@@ -127,9 +160,9 @@ def test_fine_tuning_minilm_raises_sick_r_spearman_over_the_random_head(tasks_di
             "model.pooling.kind": "multi_layer",
             "model.pooling.heads": 8,
             "model.pooling.head_dim": 512,
-            "train.steps": 10,
         },
     )
+    assert config.train.steps == 30
     tasks = load_tasks(EvalConfig(tasks=("SICK-R",), tasks_dir=str(tasks_dir), max_texts=400))
     model = EmbeddingModel.build(config.model, seed=0)
 
