@@ -1,51 +1,77 @@
-"""The paper-style ablation table: arms x (categories, average), mean +- std over seeds.
+"""The paper-style ablation table: arms x columns, each non-baseline cell with a verdict word.
 
-Built from COMPLETE trials only. Each arm is compared with the baseline: the paper's Wilcoxon
-signed-rank across tasks on the average column (per-task scores averaged over seeds), and a paired
-t-test across seeds on every column (see ``dashboards.significance`` for why both).
+Built from COMPLETE trials, one per arm x seed cell: the cell's best trial by objective (a plan's
+``search`` section runs several per cell; every statistic uses that same trial). An arm's mean and
+verdict rest only on the seeds complete for both it and the baseline. Columns are the plan's
+``metrics`` when given, else every task, every category and the average. The statistics, and why
+they hold with 2-3 seeds, are in ``dashboards.verdicts``; a cell's item-level variation comes from
+the evidence each trial stored (``storage.evidence``), resampled with the same draws for every
+trial, so both arms of a pair always see the same resampled test items.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from optuna.trial import TrialState
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
 
 from dashboards.records import StudyRecords, category_score, seed_of, task_scores
-from dashboards.significance import (
-    PAIRED_T_SEEDS,
-    WILCOXON_TASKS,
-    Comparison,
-    paired_t_across_seeds,
+from dashboards.verdicts import (
+    ALPHA,
+    BETTER,
+    DID_NOT_LEARN,
+    METHOD,
+    PRUNED,
+    ROPE,
+    WORSE,
+    Interval,
+    TaskTest,
+    detectable_effect,
+    holm,
+    learned,
+    paired_interval,
+    verdict,
     wilcoxon_across_tasks,
 )
-from objectives.results import CATEGORIES, OBJECTIVE
+from objectives.evidence import TaskEvidence
+from objectives.results import CATEGORIES, OBJECTIVE, TASK_CATEGORY
+from storage import read_evidence
 
-COLUMNS: tuple[str, ...] = (*CATEGORIES, OBJECTIVE)
-TASK_MARK = "*"
-SEED_MARK = "†"
+BOOTSTRAP_DRAWS = 200
+PRUNED_STEP, PRUNED_GAP = "pruned_step", "pruned_gap"
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One arm's column: mean and sample std over its finished seeds, and how it compares."""
+    """One arm's column: mean and std over the seeds it shares with the baseline, and the verdict."""
 
     mean: float | None
     std: float | None
     n: int
-    delta: float | None = None
-    seeds_test: Comparison | None = None
-    tasks_test: Comparison | None = None
+    interval: Interval | None = None
+    tasks_test: TaskTest | None = None
+    p_holm: float | None = None
+    tasks_p_holm: float | None = None
+    verdict: str | None = None
     best: bool = False
 
-    def markers(self, alpha: float) -> str:
-        marks = ""
-        if self.tasks_test is not None and self.tasks_test.significant(alpha):
-            marks += TASK_MARK
-        if self.seeds_test is not None and self.seeds_test.significant(alpha):
-            marks += SEED_MARK
-        return marks
+    @property
+    def delta(self) -> float | None:
+        """The paired mean difference arm - baseline (``None`` for the baseline itself)."""
+        return None if self.interval is None else self.interval.mean
+
+
+@dataclass(frozen=True)
+class PrunedCell:
+    """A seed of the arm stopped early: the step and the dev-proxy gap to its reference, if stored."""
+
+    seed: object
+    step: int | None
+    gap: float | None
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,24 @@ class ArmRow:
     pruned: int
     failed: int
     cells: dict[str, Cell] = field(default_factory=dict)
+    shared: int = 0
+    pruned_cells: list[PrunedCell] = field(default_factory=list)
+    learned: bool | None = None
+    detectable: float | None = None
+
+    def notes(self) -> list[str]:
+        """Short facts a reader needs beside the numbers: pruned seeds, learning, power."""
+        notes = [
+            f"seed {p.seed} pruned"
+            + (f" at step {p.step}" if p.step is not None else "")
+            + (f" (dev gap {p.gap:+.4f})" if p.gap is not None else "")
+            for p in self.pruned_cells
+        ]
+        if self.learned is False:
+            notes.append(DID_NOT_LEARN)
+        if self.detectable is not None:
+            notes.append(f"detects |effect| >= {self.detectable:.4f}")
+        return notes
 
 
 @dataclass(frozen=True)
@@ -63,93 +107,326 @@ class AblationTable:
     study: str
     baseline: str | None
     rows: list[ArmRow]
-    columns: tuple[str, ...] = COLUMNS
-    alpha: float = 0.05
+    columns: tuple[str, ...]
+    alpha: float = ALPHA
+    rope: float = ROPE
+    tests: int = 0
+    item_level: bool = True
+    warnings: list[str] = field(default_factory=list)
 
     def legend(self) -> str:
-        """What the markers mean, named tests included; shown under every export of the table."""
+        """How to read every cell; shown under every export of the table."""
         base = f"baseline '{self.baseline}'" if self.baseline else "no baseline"
+        basis = "" if self.item_level else "; some trials stored no item evidence: seeds only there"
         return (
-            f"mean ± sample std over the seeds of COMPLETE trials (pruned trials never count); "
-            f"best per column in bold; vs {base} at alpha {self.alpha}: "
-            f"{TASK_MARK} {WILCOXON_TASKS} (per-task means, average column), "
-            f"{SEED_MARK} {PAIRED_T_SEEDS} (same seeds, every column)"
+            f"mean ± sample std over the seeds complete for both the arm and the {base} (one trial "
+            f"per arm x seed: the cell's best by objective; pruned trials never count); "
+            f"Δ [95% interval]: {METHOD}{basis}; verdict: equivalent (interval inside "
+            f"±{self.rope}), better/worse (interval excludes 0, Holm-adjusted p < {self.alpha} over "
+            f"all {self.tests} tests of the study), else inconclusive; '{PRUNED}' when a pruned "
+            f"seed leaves it undecided; the paper's Wilcoxon signed-rank across a column's tasks is "
+            f"listed apart; '{DID_NOT_LEARN}': the dev signal rose from step 0 by less than "
+            f"max(ROPE, 2 x its step-0 spread across seeds)"
         )
 
 
-def build_table(records: StudyRecords, alpha: float = 0.05) -> AblationTable:
+def build_table(records: StudyRecords, alpha: float = ALPHA, rope: float = ROPE) -> AblationTable:
     """Aggregate the study into the ablation table; arms with no finished seed get empty cells."""
-    values = {arm: _column_values(records, arm) for arm in records.arms}
-    per_task = {arm: _task_means(records, arm) for arm in records.arms}
-    baseline = records.baseline if records.baseline in values else None
-    best = _best_per_column(values)
-    rows = []
+    # Resampling multiplies small matrices, where BLAS threads only contend (25x slower on 2 cores).
+    with threadpool_limits(1):
+        return _build(records, alpha, rope)
+
+
+def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
+    chosen = {arm: records.cells(arm) for arm in records.arms}
+    resampler = _Resampler([t for cells in chosen.values() for t in cells.values()])
+    columns = _columns(records, chosen, resampler.categories)
+    baseline = records.baseline if chosen.get(records.baseline) else None
+    rows, tested = [], []
     for arm in records.arms:
-        cells = {}
-        for column in COLUMNS:
-            seeds = values[arm][column]
-            cell = _summary(seeds, best=arm in best.get(column, ()))
-            if baseline is not None and arm != baseline and seeds:
-                base = values[baseline][column]
-                cell = replace(
-                    cell,
-                    delta=cell.mean - statistics.fmean(base.values()) if base else None,
-                    seeds_test=paired_t_across_seeds(seeds, base),
-                    tasks_test=wilcoxon_across_tasks(per_task[arm], per_task[baseline])
-                    if column == OBJECTIVE
-                    else None,
-                )
-            cells[column] = cell
-        rows.append(
-            ArmRow(
-                arm=arm,
-                is_baseline=arm == baseline,
-                complete=len(records.complete(arm)),
-                pruned=len(records.by_state(TrialState.PRUNED, arm)),
-                failed=len(records.by_state(TrialState.FAIL, arm)),
-                cells=cells,
-            )
+        cells, shared = {}, sorted(chosen[arm], key=str)
+        if baseline is not None and arm != baseline:
+            shared = [s for s in shared if s in chosen[baseline]]
+        for column in columns:
+            values = [v for s in shared if (v := _value(chosen[arm][s], column)) is not None]
+            cells[column] = _summary(values)
+            if baseline is not None and arm != baseline and values:
+                pairs = [(chosen[arm][s], chosen[baseline][s]) for s in shared]
+                cells[column] = _compare(cells[column], pairs, column, resampler, alpha)
+                tested.append((arm, column))
+        rows.append(_row(records, arm, baseline, cells, len(shared), chosen[arm]))
+    rows, tests = _holm_and_verdicts(rows, tested, alpha, rope)
+    rows = _mark_best(rows, columns)
+    shared = [r.shared for r in rows if not r.is_baseline and r.complete]
+    warnings = []
+    if shared and min(shared) <= 2:
+        warnings.append(
+            f"only {min(shared)} seed(s) shared with the baseline: a t interval over so few seeds "
+            "is wide and detects only large effects; relaunch with --seeds 3 or more (only the "
+            "missing cells run)"
         )
-    return AblationTable(study=records.name, baseline=baseline, rows=rows, alpha=alpha)
+    return AblationTable(
+        study=records.name,
+        baseline=baseline,
+        rows=rows,
+        columns=columns,
+        alpha=alpha,
+        rope=rope,
+        tests=tests,
+        item_level=resampler.complete,
+        warnings=warnings,
+    )
 
 
-def _column_values(records: StudyRecords, arm: str) -> dict[str, dict[object, float]]:
-    """Per column, seed -> value over the arm's finished trials (a retried cell keeps its last)."""
-    columns: dict[str, dict[object, float]] = {c: {} for c in COLUMNS}
-    for trial in records.complete(arm):
-        seed = seed_of(trial)
-        columns[OBJECTIVE][seed] = float(trial.value)
-        for category in CATEGORIES:
-            score = category_score(trial, category)
-            if score is not None:
-                columns[category][seed] = score
-    return columns
+def _columns(
+    records: StudyRecords, chosen: dict[str, dict[object, FrozenTrial]], categories: dict[str, str]
+) -> tuple[str, ...]:
+    metrics = records.plan.get("metrics")
+    if metrics:
+        return tuple(metrics)
+    tasks = sorted(
+        {t for cells in chosen.values() for tr in cells.values() for t in task_scores(tr)}
+    )
+    present = [c for c in CATEGORIES if c in {categories.get(t) for t in tasks}]
+    return (*tasks, *present, OBJECTIVE)
 
 
-def _task_means(records: StudyRecords, arm: str) -> dict[str, float]:
-    per_task: dict[str, list[float]] = {}
-    for trial in records.complete(arm):
-        for task, score in task_scores(trial).items():
-            per_task.setdefault(task, []).append(score)
-    return {task: statistics.fmean(scores) for task, scores in per_task.items()}
+def _value(trial: FrozenTrial, column: str) -> float | None:
+    if column == OBJECTIVE:
+        return float(trial.value)
+    if column in CATEGORIES:
+        return category_score(trial, column)
+    return task_scores(trial).get(column)
 
 
-def _summary(seeds: dict[object, float], best: bool) -> Cell:
-    if not seeds:
+def _in_column(task: str, column: str, categories: dict[str, str]) -> bool:
+    if column == OBJECTIVE:
+        return task in categories
+    if column in CATEGORIES:
+        return categories.get(task) == column
+    return task == column
+
+
+def _summary(values: list[float]) -> Cell:
+    if not values:
         return Cell(mean=None, std=None, n=0)
-    scores = list(seeds.values())
-    std = statistics.stdev(scores) if len(scores) > 1 else None
-    return Cell(mean=statistics.fmean(scores), std=std, n=len(scores), best=best)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return Cell(mean=statistics.fmean(values), std=std, n=len(values))
 
 
-def _best_per_column(values: dict[str, dict[str, dict[object, float]]]) -> dict[str, set[str]]:
-    """The arms with the highest mean per column (all of them when tied)."""
+class _Resampler:
+    """Each trial's task scores on the same bootstrap draws of every task's items."""
+
+    def __init__(self, trials: list[FrozenTrial]) -> None:
+        self._evidence: dict[int, dict[str, TaskEvidence]] = {}
+        self._scores: dict[tuple[int, str], np.ndarray] = {}
+        self._draws: dict[tuple[str, str], np.ndarray] = {}
+        self.complete = True
+        # Task -> category as the trials recorded it; older trials only through their evidence.
+        self.categories: dict[str, str] = {}
+        for trial in trials:
+            self.categories.update(trial.user_attrs.get(TASK_CATEGORY) or {})
+            for task, evidence in self.evidence(trial).items():
+                self.categories.setdefault(task, evidence.kind)
+
+    def evidence(self, trial: FrozenTrial) -> dict[str, TaskEvidence]:
+        if trial.number not in self._evidence:
+            self._evidence[trial.number] = read_evidence(trial)
+        return self._evidence[trial.number]
+
+    def column(self, pair: tuple[FrozenTrial, FrozenTrial], column: str) -> np.ndarray | None:
+        """Resampled (arm - baseline) on ``column``; ``None`` when no task of it has evidence.
+
+        A task without matching evidence in both trials (none stored, or other test items)
+        contributes its fixed difference, so the column keeps only the item noise it can measure.
+        """
+        arm, base = pair
+        ev_arm, ev_base = self.evidence(arm), self.evidence(base)
+        scores_arm, scores_base = task_scores(arm), task_scores(base)
+        diffs: dict[str, np.ndarray | float] = {}
+        resampled = set()
+        for task in sorted(scores_arm.keys() & scores_base.keys()):
+            if not _in_column(task, column, self.categories):
+                continue
+            a, b = ev_arm.get(task), ev_base.get(task)
+            if a is not None and b is not None and a.items == b.items:
+                diffs[task] = self._task(arm, task, a) - self._task(base, task, b)
+                resampled.add(task)
+            else:
+                self.complete = False
+                diffs[task] = scores_arm[task] - scores_base[task]
+        if not resampled:
+            return None
+        if column != OBJECTIVE:
+            return np.broadcast_to(_mean(diffs.values()), (BOOTSTRAP_DRAWS,))
+        by_category: dict[str, list[np.ndarray | float]] = {}
+        for task, diff in diffs.items():
+            by_category.setdefault(self.categories[task], []).append(diff)
+        means = [_mean(parts) for parts in by_category.values()]
+        return np.broadcast_to(_mean(means), (BOOTSTRAP_DRAWS,))
+
+    def _task(self, trial: FrozenTrial, task: str, evidence: TaskEvidence) -> np.ndarray:
+        key = (trial.number, task)
+        if key not in self._scores:
+            self._scores[key] = evidence.resampled(self._draw(task, evidence))
+        return self._scores[key]
+
+    def _draw(self, task: str, evidence: TaskEvidence) -> np.ndarray:
+        key = (task, evidence.items)
+        if key not in self._draws:
+            rng = np.random.default_rng(int(evidence.items, 16) % 2**32)
+            n = evidence.n_items
+            self._draws[key] = rng.integers(0, n, (BOOTSTRAP_DRAWS, n))
+        return self._draws[key]
+
+
+def _mean(parts: Iterable[np.ndarray | float]) -> np.ndarray | float:
+    parts = list(parts)
+    return sum(parts) / len(parts)
+
+
+def _compare(
+    cell: Cell,
+    pairs: list[tuple[FrozenTrial, FrozenTrial]],
+    column: str,
+    resampler: _Resampler,
+    alpha: float,
+) -> Cell:
+    pairs = [
+        (a, b) for a, b in pairs if _value(a, column) is not None and _value(b, column) is not None
+    ]
+    diffs = [_value(a, column) - _value(b, column) for a, b in pairs]
+    replicates = [resampler.column(pair, column) for pair in pairs]
+    items = None if any(r is None for r in replicates) else np.mean(replicates, axis=0)
+    tasks_test = None
+    if column == OBJECTIVE or column in CATEGORIES:
+        diffs_per_task = _task_diffs(pairs, column, resampler.categories)
+        tasks_test = wilcoxon_across_tasks(diffs_per_task, alpha)
+    return Cell(
+        mean=cell.mean,
+        std=cell.std,
+        n=cell.n,
+        interval=paired_interval(diffs, items, alpha),
+        tasks_test=tasks_test,
+    )
+
+
+def _task_diffs(
+    pairs: list[tuple[FrozenTrial, FrozenTrial]], column: str, categories: dict[str, str]
+) -> list[float]:
+    """Per task of the column, the arm - baseline difference averaged over the shared seeds."""
+    per_task: dict[str, list[float]] = {}
+    for arm, base in pairs:
+        scores_arm, scores_base = task_scores(arm), task_scores(base)
+        for task in scores_arm.keys() & scores_base.keys():
+            if _in_column(task, column, categories):
+                per_task.setdefault(task, []).append(scores_arm[task] - scores_base[task])
+    return [statistics.fmean(d) for _, d in sorted(per_task.items())]
+
+
+def _row(
+    records: StudyRecords,
+    arm: str,
+    baseline: str | None,
+    cells: dict[str, Cell],
+    shared: int,
+    chosen: dict[object, FrozenTrial],
+) -> ArmRow:
+    pruned = records.by_state(TrialState.PRUNED, arm)
+    pruned_cells = [
+        PrunedCell(seed_of(t), _pruned_step(t), t.user_attrs.get(PRUNED_GAP))
+        for t in pruned
+        if seed_of(t) not in chosen
+    ]
+    with_start = [t for t in chosen.values() if 0 in t.intermediate_values]
+    learn = None
+    if with_start:
+        learn = learned(
+            [t.intermediate_values[0] for t in with_start],
+            [t.intermediate_values[max(t.intermediate_values)] for t in with_start],
+        )
+    return ArmRow(
+        arm=arm,
+        is_baseline=arm == baseline,
+        complete=len(chosen),
+        pruned=len(pruned),
+        failed=len(records.by_state(TrialState.FAIL, arm)),
+        cells=cells,
+        shared=shared,
+        pruned_cells=pruned_cells,
+        learned=learn,
+    )
+
+
+def _pruned_step(trial: FrozenTrial) -> int | None:
+    step = trial.user_attrs.get(PRUNED_STEP)
+    if step is not None:
+        return int(step)
+    return max(trial.intermediate_values, default=None)
+
+
+def _holm_and_verdicts(
+    rows: list[ArmRow], tested: list[tuple[str, str]], alpha: float, rope: float
+) -> tuple[list[ArmRow], int]:
+    """Holm over every interval test and every runnable Wilcoxon test; then the verdict words."""
+    keys = []
+    for arm, column in tested:
+        cell = next(r for r in rows if r.arm == arm).cells[column]
+        if cell.interval is not None and cell.interval.p is not None:
+            keys.append((arm, column, "interval", cell.interval.p))
+        if cell.tasks_test is not None and cell.tasks_test.p is not None:
+            keys.append((arm, column, "tasks", cell.tasks_test.p))
+    adjusted = dict(zip([k[:3] for k in keys], holm([k[3] for k in keys]), strict=True))
+    out = []
+    for row in rows:
+        cells = {}
+        for column, cell in row.cells.items():
+            if (row.arm, column) not in tested:
+                cells[column] = cell
+                continue
+            p_holm = adjusted.get((row.arm, column, "interval"))
+            word = verdict(cell.interval, p_holm, rope, alpha)
+            if row.pruned_cells and word not in (BETTER, WORSE):
+                word = PRUNED
+            cells[column] = _with(
+                cell,
+                p_holm=p_holm,
+                tasks_p_holm=adjusted.get((row.arm, column, "tasks")),
+                verdict=word,
+            )
+        objective = cells.get(OBJECTIVE)
+        detectable = (
+            detectable_effect(objective.interval, len(keys), alpha)
+            if objective is not None and objective.interval is not None
+            else None
+        )
+        if row.pruned_cells and not row.shared and not row.is_baseline:
+            cells = {c: _with(cell, verdict=PRUNED) for c, cell in cells.items()}
+        out.append(_with_row(row, cells, detectable))
+    return out, len(keys)
+
+
+def _mark_best(rows: list[ArmRow], columns: tuple[str, ...]) -> list[ArmRow]:
+    """Bold the arms with the highest mean per column (all of them when tied)."""
     best: dict[str, set[str]] = {}
-    for column in COLUMNS:
-        means = {
-            arm: statistics.fmean(v[column].values()) for arm, v in values.items() if v[column]
-        }
+    for column in columns:
+        means = {r.arm: r.cells[column].mean for r in rows if r.cells[column].mean is not None}
         if means:
             top = max(means.values())
             best[column] = {arm for arm, mean in means.items() if mean == top}
-    return best
+    return [
+        _with_row(
+            row,
+            {c: _with(cell, best=row.arm in best.get(c, ())) for c, cell in row.cells.items()},
+            row.detectable,
+        )
+        for row in rows
+    ]
+
+
+def _with(cell: Cell, **changes: object) -> Cell:
+    return replace(cell, **changes)
+
+
+def _with_row(row: ArmRow, cells: dict[str, Cell], detectable: float | None) -> ArmRow:
+    return replace(row, cells=cells, detectable=detectable)

@@ -1,7 +1,8 @@
-"""The ablation table as Markdown (notes, PRs), CSV (spreadsheets, further analysis), LaTeX (papers).
+"""The ablation table as Markdown (notes, PRs), CSV (spreadsheets), LaTeX (papers) and a terminal table.
 
-All three come from the same ``AblationTable`` so they never disagree with the HTML report; CSV
-keeps raw numbers and p-values, the text formats show mean ± std with the significance markers.
+All of them come from the same ``AblationTable`` so they never disagree with the HTML report or the
+launcher's final table; every one carries the verdict words and the legend. CSV keeps raw numbers,
+intervals and both raw and Holm-adjusted p-values.
 """
 
 from __future__ import annotations
@@ -9,80 +10,105 @@ from __future__ import annotations
 import csv
 import io
 
-from dashboards.ablation_table import AblationTable, ArmRow, Cell
+from rich.console import RenderableType
+from rich.table import Table
+
+from dashboards.ablation_table import AblationTable, ArmRow, Cell, build_table
+from dashboards.records import load_records
+from dashboards.verdicts import ROPE
 
 DIGITS = 4
 
 
-def format_cell(cell: Cell, alpha: float) -> str:
-    """``0.7123 ± 0.0040*``; ``—`` for an arm with no finished seed."""
+def format_cell(cell: Cell) -> str:
+    """``0.7123 ± 0.0040  Δ -0.0011 [-0.0300, +0.0278] inconclusive``; ``—`` with no finished seed."""
     if cell.mean is None:
-        return "—"
+        return cell.verdict or "—"
     text = f"{cell.mean:.{DIGITS}f}"
     if cell.std is not None:
         text += f" ± {cell.std:.{DIGITS}f}"
-    return text + cell.markers(alpha)
+    interval = cell.interval
+    if interval is not None:
+        text += f"  Δ {interval.mean:+.{DIGITS}f}"
+        if interval.low is not None and interval.high is not None:
+            text += f" [{interval.low:+.{DIGITS}f}, {interval.high:+.{DIGITS}f}]"
+    if cell.verdict:
+        text += f" {cell.verdict}"
+    return text
 
 
 def arm_label(row: ArmRow) -> str:
     return f"{row.arm} (baseline)" if row.is_baseline else row.arm
 
 
+def seeds_text(row: ArmRow) -> str:
+    """``2 of 3 (1 pruned, 1 failed)``: seeds behind the row's numbers, and what did not count."""
+    shown = row.complete if row.is_baseline else row.shared
+    text = f"{shown}" if shown == row.complete else f"{shown} of {row.complete}"
+    counts = ((row.pruned, "pruned"), (row.failed, "failed"))
+    extra = ", ".join(f"{n} {what}" for n, what in counts if n)
+    return f"{text} ({extra})" if extra else text
+
+
 def to_markdown(table: AblationTable) -> str:
-    header = ["arm", *table.columns, "seeds"]
+    header = ["arm", *table.columns, "seeds", "notes"]
     lines = [
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        "|" + "|".join(["---"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|",
     ]
     for row in table.rows:
         cells = []
         for column in table.columns:
-            text = format_cell(row.cells[column], table.alpha)
+            text = format_cell(row.cells[column])
             cells.append(f"**{text}**" if row.cells[column].best else text)
         name = f"**{arm_label(row)}**" if row.is_baseline else arm_label(row)
-        lines.append("| " + " | ".join([name, *cells, _seeds(row)]) + " |")
-    return "\n".join(lines) + f"\n\n{table.legend()}.\n"
+        notes = "; ".join(row.notes())
+        lines.append("| " + " | ".join([name, *cells, seeds_text(row), notes]) + " |")
+    extra = "".join(f"\n\nWarning: {w}." for w in table.warnings)
+    return "\n".join(lines) + f"\n\n{table.legend()}.{extra}\n"
 
 
 def to_csv(table: AblationTable) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    header = ["arm", "baseline", "complete", "pruned", "failed"]
-    for column in table.columns:
-        header += [f"{column}_{k}" for k in ("mean", "std", "n", "delta", "p_seeds")]
-    header.append("average_p_tasks")
+    fields = ("mean", "std", "n", "delta", "low", "high", "p", "p_holm", "verdict")
+    fields += ("p_tasks", "p_tasks_holm", "tasks_test")
+    header = ["arm", "baseline", "complete", "shared", "pruned", "failed", "learned", "detectable"]
+    header += [f"{column}_{k}" for column in table.columns for k in fields]
     writer.writerow(header)
     for row in table.rows:
-        values: list[object] = [row.arm, row.is_baseline, row.complete, row.pruned, row.failed]
+        values: list[object] = [row.arm, row.is_baseline, row.complete, row.shared, row.pruned]
+        values += [row.failed, row.learned, row.detectable]
         for column in table.columns:
             cell = row.cells[column]
-            p_seeds = cell.seeds_test.p if cell.seeds_test else None
-            values += [cell.mean, cell.std, cell.n, cell.delta, p_seeds]
-        tasks_test = row.cells[table.columns[-1]].tasks_test
-        values.append(tasks_test.p if tasks_test else None)
+            interval, test = cell.interval, cell.tasks_test
+            values += [cell.mean, cell.std, cell.n, cell.delta]
+            values += [interval.low, interval.high, interval.p] if interval else [None] * 3
+            values += [cell.p_holm, cell.verdict]
+            values += [test.p, cell.tasks_p_holm, test.label()] if test else [None] * 3
         writer.writerow(["" if v is None else v for v in values])
     return out.getvalue()
 
 
 def to_latex(table: AblationTable) -> str:
     """A ``booktabs`` table; the baseline row is underlined, best values bold."""
-    columns = "l" + "c" * len(table.columns)
+    columns = "l" + "c" * len(table.columns) + "l"
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         rf"\begin{{tabular}}{{{columns}}}",
         r"\toprule",
-        " & ".join(["Arm", *(_tex(c) for c in table.columns)]) + r" \\",
+        " & ".join(["Arm", *(_tex(c) for c in table.columns), "Seeds"]) + r" \\",
         r"\midrule",
     ]
     for row in table.rows:
         cells = []
         for column in table.columns:
             cell = row.cells[column]
-            text = _tex(format_cell(cell, table.alpha))
+            text = _tex(format_cell(cell))
             cells.append(rf"\textbf{{{text}}}" if cell.best else text)
         name = rf"\underline{{{_tex(arm_label(row))}}}" if row.is_baseline else _tex(row.arm)
-        lines.append(" & ".join([name, *cells]) + r" \\")
+        lines.append(" & ".join([name, *cells, _tex(seeds_text(row))]) + r" \\")
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
@@ -92,15 +118,23 @@ def to_latex(table: AblationTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unfinished(row: ArmRow) -> str:
-    """``1 pruned, 1 failed``: the arm's trials that did not count, or ``""``."""
-    counts = ((row.pruned, "pruned"), (row.failed, "failed"))
-    return ", ".join(f"{n} {what}" for n, what in counts if n)
-
-
-def _seeds(row: ArmRow) -> str:
-    extra = unfinished(row)
-    return f"{row.complete} ({extra})" if extra else str(row.complete)
+def console_table(study_name: str, url: str, rope: float | None = None) -> list[RenderableType]:
+    """The launcher's final view of a study: the table (rich), its warnings and skipped arms."""
+    records = load_records(study_name, url)
+    table = build_table(records, rope=ROPE if rope is None else rope)
+    view = Table(title=f"{study_name}: ablation table", caption=table.legend())
+    view.add_column("arm")
+    for column in table.columns:
+        view.add_column(column, justify="right")
+    view.add_column("seeds", justify="right")
+    view.add_column("notes")
+    for row in table.rows:
+        cells = [format_cell(row.cells[c]) for c in table.columns]
+        view.add_row(arm_label(row), *cells, seeds_text(row), "; ".join(row.notes()))
+    shown: list[RenderableType] = [view]
+    shown += [f"warning: {w}" for w in table.warnings]
+    shown += [f"skipped arm {s['arm']!r}: {s['reason']}" for s in records.skipped_arms]
+    return shown
 
 
 _TEX_ESCAPES = {
@@ -110,9 +144,10 @@ _TEX_ESCAPES = {
     "#": r"\#",
     "{": r"\{",
     "}": r"\}",
-    "†": r"$^\dagger$",
     "±": r"$\pm$",
+    "Δ": r"$\Delta$",
     "—": "--",
+    "≥": r"$\geq$",
 }
 
 

@@ -11,15 +11,25 @@ from dataclasses import dataclass
 
 import optuna
 import plotly.graph_objects as go
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState
+from plotly.subplots import make_subplots
 
+from dashboards.ablation_table import AblationTable
 from dashboards.costs import ArmCost
 from dashboards.records import StudyRecords, arm_of, category_score, seed_of
+from dashboards.verdicts import BETTER, EQUIVALENT, WORSE
 from objectives.results import CATEGORIES, OBJECTIVE
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MIN_TRIALS_FOR_IMPORTANCE = 4
 LINE_STYLE = {TrialState.COMPLETE: "solid", TrialState.PRUNED: "dash", TrialState.FAIL: "dot"}
+VERDICT_COLOR = {BETTER: "#1a7f37", WORSE: "#cf222e", EQUIVALENT: "#0969da"}
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,10 @@ def importance_figures(records: StudyRecords) -> list[Figure]:
         if column != OBJECTIVE and any(category_score(t, column) is None for t in complete):
             figures.append(Figure(title, None, f"not every finished trial scored {column}"))
             continue
+        values = {t.value if column == OBJECTIVE else category_score(t, column) for t in complete}
+        if len(values) == 1:  # fANOVA has no variance to split (and raises)
+            figures.append(Figure(title, None, f"every finished trial scored {column} the same"))
+            continue
         fig = _importance(records.study, column, varying)
         fig.update_layout(title={"text": column, "x": 0.02}, height=320, margin={"t": 50, "b": 40})
         figures.append(Figure(title, fig))
@@ -131,8 +145,121 @@ def _importance(study: optuna.Study, column: str, params: list[str]) -> go.Figur
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.visualization.plot_param_importances(
-            study, evaluator=evaluator, params=params, target=target, target_name=column
+            _one_search_space(study, params),
+            evaluator=evaluator,
+            params=params,
+            target=target,
+            target_name=column,
         )
+
+
+def _one_search_space(study: optuna.Study, params: list[str]) -> optuna.Study:
+    """The finished trials in an in-memory study where each param has one distribution.
+
+    A relaunch with more seeds records ``seed`` with a wider range (``suggest_int(0, n - 1)``), and
+    optuna refuses importances over such "dynamic" spaces; the union of the ranges is the space
+    the study actually sampled.
+    """
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    union = {
+        name: _union([t.distributions[name] for t in trials if name in t.distributions])
+        for name in params
+    }
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line per figure
+    try:
+        copy = optuna.create_study(direction=study.direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for trial in trials:
+        distributions = {
+            **trial.distributions,
+            **{n: union[n] for n in trial.distributions if n in union},
+        }
+        copy.add_trial(
+            optuna.trial.create_trial(
+                params=trial.params,
+                distributions=distributions,
+                value=trial.value,
+                user_attrs=trial.user_attrs,
+            )
+        )
+    return copy
+
+
+def _union(distributions: list[BaseDistribution]) -> BaseDistribution:
+    first = distributions[0]
+    if isinstance(first, CategoricalDistribution):
+        choices = dict.fromkeys(c for d in distributions for c in d.choices)
+        return CategoricalDistribution(list(choices))
+    if isinstance(first, (IntDistribution, FloatDistribution)) and all(
+        type(d) is type(first) for d in distributions
+    ):
+        low = min(d.low for d in distributions)
+        high = max(d.high for d in distributions)
+        return type(first)(low, high, log=first.log, step=first.step)
+    return first
+
+
+def forest_plot(table: AblationTable) -> Figure:
+    """Per column, each arm's paired difference to the baseline with its 95% interval.
+
+    The grey band is the ROPE; the marker colour is the verdict (green better, red worse, blue
+    equivalent, grey inconclusive or pruned).
+    """
+    title = "Paired differences vs the baseline (95% intervals)"
+    rows = [r for r in table.rows if not r.is_baseline]
+    points = [
+        (column, row.arm, row.cells[column])
+        for column in table.columns
+        for row in rows
+        if row.cells[column].interval is not None
+    ]
+    if not points:
+        return Figure(title, None, "no arm shares a finished seed with the baseline")
+    fig = make_subplots(
+        rows=1,
+        cols=len(table.columns),
+        shared_yaxes=True,
+        subplot_titles=list(table.columns),
+        horizontal_spacing=0.02,
+    )
+    for index, column in enumerate(table.columns, start=1):
+        cells = [(arm, cell) for c, arm, cell in points if c == column]
+        for arm, cell in cells:
+            interval = cell.interval
+            has_range = interval.low is not None and interval.high is not None
+            fig.add_trace(
+                go.Scatter(
+                    x=[interval.mean],
+                    y=[arm],
+                    mode="markers",
+                    marker={"size": 10, "color": VERDICT_COLOR.get(cell.verdict, "#6e7781")},
+                    error_x={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [interval.high - interval.mean] if has_range else [0],
+                        "arrayminus": [interval.mean - interval.low] if has_range else [0],
+                        "thickness": 2,
+                    },
+                    showlegend=False,
+                    hovertemplate=f"{arm} · {column}<br>Δ %{{x:+.4f}} · {cell.verdict}<extra></extra>",
+                ),
+                row=1,
+                col=index,
+            )
+        fig.add_vrect(
+            x0=-table.rope,
+            x1=table.rope,
+            fillcolor="#8c959f",
+            opacity=0.2,
+            line_width=0,
+            row=1,
+            col=index,
+        )
+        fig.add_vline(x=0, line_color="#57606a", line_width=1, row=1, col=index)
+    fig.update_layout(title=title, height=140 + 50 * len(rows), margin={"t": 90, "b": 40, "l": 160})
+    return Figure(title, fig)
 
 
 def cost_figure(costs: list[ArmCost]) -> Figure:

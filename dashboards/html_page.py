@@ -17,10 +17,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.ablation_table import AblationTable, Cell
 from dashboards.costs import ArmCost, PruningSavings
-from dashboards.exports import arm_label, format_cell, unfinished
+from dashboards.exports import arm_label, format_cell, seeds_text
 from dashboards.figures import Figure
 from dashboards.records import StudyRecords, arm_of, fail_reason, seed_of
-from dashboards.significance import MIN_TASKS_FOR_SIGNIFICANCE
+from dashboards.verdicts import BETTER, EQUIVALENT, WORSE
 from storage import retried_from
 
 CSS = """
@@ -35,6 +35,9 @@ table.text th, table.text td { text-align: left; }
 thead th { background: #f6f8fa; }
 tr.baseline td { background: #fff8c5; }
 td.best { font-weight: 700; background: #dafbe1; }
+.verdict-better { color: #1a7f37; font-weight: 600; } .verdict-worse { color: #cf222e; font-weight: 600; }
+.verdict-equivalent { color: #0969da; } .verdict-other { color: #57606a; }
+.warning { color: #9a6700; font-weight: 600; }
 .delta { color: #57606a; font-size: 0.85em; }
 .note { color: #57606a; font-style: italic; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 8px; }
@@ -45,6 +48,7 @@ td.best { font-weight: 700; background: #dafbe1; }
 class ReportContent:
     records: StudyRecords
     table: AblationTable
+    forest: Figure
     curves: Figure
     importances: list[Figure]
     costs: list[ArmCost]
@@ -56,7 +60,10 @@ def render(content: ReportContent) -> str:
     records = content.records
     sections = [
         _header(records),
-        _section("Ablation table", _table(content.table) + _significance(content.table)),
+        _section(
+            "Ablation table",
+            _table(content.table) + _figure(content.forest) + _significance(content.table),
+        ),
         _section("Learning curves", _figure(content.curves)),
         _section(
             "Parameter importance",
@@ -113,38 +120,52 @@ def _header(records: StudyRecords) -> str:
 
 
 def _table(table: AblationTable) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in ("arm", *table.columns, "seeds"))
+    head = "".join(f"<th>{escape(c)}</th>" for c in ("arm", *table.columns, "seeds", "notes"))
     rows = []
     for row in table.rows:
-        cells = "".join(_cell(row.cells[c], table.alpha) for c in table.columns)
-        extra = unfinished(row)
-        seeds = f"{row.complete}" + (f" <span class='delta'>({extra})</span>" if extra else "")
+        cells = "".join(_cell(row.cells[c]) for c in table.columns)
         css = ' class="baseline"' if row.is_baseline else ""
         label = escape(arm_label(row))
-        rows.append(f"<tr{css}><td>{label}</td>{cells}<td>{seeds}</td></tr>")
+        notes = escape("; ".join(row.notes()))
+        rows.append(
+            f"<tr{css}><td>{label}</td>{cells}<td>{escape(seeds_text(row))}</td>"
+            f'<td class="note">{notes}</td></tr>'
+        )
+    warnings = "".join(f'<p class="warning">Warning: {escape(w)}.</p>' for w in table.warnings)
     return (
         f'<table id="ablation-table"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table>{warnings}"
         f'<p class="note">{escape(table.legend())}.</p>'
     )
 
 
-def _cell(cell: Cell, alpha: float) -> str:
-    text = escape(format_cell(cell, alpha))
-    if cell.delta is not None:
-        text += f" <span class='delta'>({cell.delta:+.4f})</span>"
+def _cell(cell: Cell) -> str:
+    text = escape(format_cell(cell))
+    if cell.verdict:
+        kind = cell.verdict if cell.verdict in (BETTER, WORSE, EQUIVALENT) else "other"
+        word = escape(cell.verdict)
+        text = text.removesuffix(word) + f'<span class="verdict-{kind}">{word}</span>'
     css = ' class="best"' if cell.best else ""
     return f"<td{css}>{text}</td>"
 
 
 def _significance(table: AblationTable) -> str:
-    rows = [
-        [row.arm, column, test.test, str(test.n), _p(test.p), test.note]
-        for row in table.rows
-        for column in table.columns
-        for test in (row.cells[column].tasks_test, row.cells[column].seeds_test)
-        if test is not None
-    ]
+    rows = []
+    for row in table.rows:
+        for column in table.columns:
+            cell = row.cells[column]
+            if cell.interval is not None:
+                basis = "seeds + items" if cell.interval.item_level else "seeds only"
+                test_name = f"paired interval ({basis})"
+                p, p_holm = _p(cell.interval.p), _p(cell.p_holm)
+                n = str(cell.interval.n_seeds)
+                rows.append([row.arm, column, test_name, n, p, p_holm, cell.verdict or ""])
+            test = cell.tasks_test
+            if test is not None:
+                p = test.label() if test.p is None else _p(test.p)
+                note = f"smallest reachable p {test.min_p:.3g}" if test.p is None else ""
+                name, p_holm = "Wilcoxon signed-rank across tasks", _p(cell.tasks_p_holm)
+                rows.append([row.arm, column, name, str(test.n), p, p_holm, note])
     if not rows:
         base = next((r for r in table.rows if r.is_baseline), None)
         why = (
@@ -154,11 +175,15 @@ def _significance(table: AblationTable) -> str:
         )
         return f'<p class="note">No comparison with the baseline: {why}.</p>'
     return (
-        "<h3>Significance vs the baseline</h3>"
-        f'<p class="note">Two-sided tests. The Wilcoxon test (as in the paper) needs at least '
-        f"{MIN_TASKS_FOR_SIGNIFICANCE} tasks to reach p &lt; 0.05, so the paired t-test across "
-        "seeds is given too.</p>"
-        + _html_table("significance", ["arm", "column", "test", "n", "p", "note"], rows)
+        "<h3>Tests vs the baseline</h3>"
+        f'<p class="note">Two-sided. Holm adjusts over all {table.tests} tests of the study. The '
+        "Wilcoxon test (as in the paper) runs across the tasks of a column; with k tasks its "
+        "p-value is at least 2 / 2^k, so it is n/a where that cannot reach alpha.</p>"
+        + _html_table(
+            "significance",
+            ["arm", "column", "test", "n", "p", "p (Holm)", "verdict / note"],
+            rows,
+        )
     )
 
 
@@ -256,9 +281,15 @@ def _pruned(records: StudyRecords) -> str:
     pruned = records.by_state(TrialState.PRUNED)
     if not pruned:
         return '<p class="note">No trial was pruned.</p>'
-    rows = [[*_trial_cells(t), *_last_report(t)] for t in pruned]
-    headers = ["trial", "arm", "seed", "stopped at step", "last score"]
+    rows = [
+        [*_trial_cells(t), *_last_report(t), _gap(t.user_attrs.get("pruned_gap"))] for t in pruned
+    ]
+    headers = ["trial", "arm", "seed", "stopped at step", "last score", "dev gap to reference"]
     return _html_table("pruned-trials", headers, rows)
+
+
+def _gap(gap: float | None) -> str:
+    return "—" if gap is None else f"{gap:+.4f}"
 
 
 def _trial_cells(trial: FrozenTrial) -> list[str]:

@@ -60,6 +60,19 @@ class StudyRecords:
         """Finished trials with scores: the only ones that count as an arm x seed result."""
         return [t for t in self.by_state(TrialState.COMPLETE, arm) if t.value is not None]
 
+    def cells(self, arm: str) -> dict[Any, FrozenTrial]:
+        """Seed -> the arm's result for that seed: its best COMPLETE trial by objective.
+
+        A plan's ``search`` section (TPE) runs several trials per arm x seed; the table, the tests
+        and the exports all use this one rule (a retried cell has one COMPLETE trial anyway).
+        """
+        best: dict[Any, FrozenTrial] = {}
+        for trial in self.complete(arm):
+            seed = seed_of(trial)
+            if seed not in best or trial.value > best[seed].value:
+                best[seed] = trial
+        return best
+
 
 def arm_of(trial: FrozenTrial) -> str | None:
     arm = trial.params.get("arm")

@@ -1,9 +1,10 @@
 """``python -m dashboards.report --study NAME --out report.html``: one offline HTML ablation report.
 
 Reads the study from the same storage the launcher wrote (``--storage``, else ``$ABLATION_STORAGE``,
-else ``sqlite:///studies.db``) and writes the paper-style ablation table with significance markers,
-learning curves with pruned trials marked, parameter importance per category, cost per arm and
-pruning savings, skipped arms and failed trials; optionally the table as Markdown, CSV and LaTeX.
+else ``sqlite:///studies.db``) and writes the paper-style ablation table with paired intervals and
+verdicts (``--rope``, ``--alpha``) and their forest plot, learning curves with pruned trials marked,
+parameter importance per category, cost per arm and pruning savings, skipped arms and failed
+trials; optionally the table as Markdown, CSV and LaTeX.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from pathlib import Path
 from dashboards.ablation_table import build_table
 from dashboards.costs import arm_costs, pruning_savings
 from dashboards.exports import to_csv, to_latex, to_markdown
-from dashboards.figures import cost_figure, importance_figures, intermediate_curves
+from dashboards.figures import cost_figure, forest_plot, importance_figures, intermediate_curves
 from dashboards.html_page import ReportContent, render
 from dashboards.records import ReportError, StudyRecords, load_records
+from dashboards.verdicts import ALPHA, ROPE
 from storage.cli import add_storage_argument
 
 
-def build_report(records: StudyRecords, alpha: float = 0.05) -> ReportContent:
+def build_report(records: StudyRecords, alpha: float = ALPHA, rope: float = ROPE) -> ReportContent:
     costs = arm_costs(records)
+    table = build_table(records, alpha=alpha, rope=rope)
     return ReportContent(
         records=records,
-        table=build_table(records, alpha=alpha),
+        table=table,
+        forest=forest_plot(table),
         curves=intermediate_curves(records),
         importances=importance_figures(records),
         costs=costs,
@@ -39,10 +43,11 @@ def write_report(
     out: Path,
     storage: str | None = None,
     exports: dict[str, Path] | None = None,
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
+    rope: float = ROPE,
 ) -> ReportContent:
     """Write the HTML report (and any ``{"markdown"|"csv"|"latex": path}`` exports)."""
-    content = build_report(load_records(study, storage), alpha=alpha)
+    content = build_report(load_records(study, storage), alpha=alpha, rope=rope)
     _write(out, render(content))
     writers = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
     for kind, path in (exports or {}).items():
@@ -69,17 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--export-dir", type=Path, help="write NAME.md, NAME.csv and NAME.tex into this folder"
     )
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="significance level")
+    parser.add_argument(
+        "--rope",
+        type=float,
+        default=ROPE,
+        help=f"differences inside +-ROPE count as equivalent (default {ROPE})",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         parser.error(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.rope < 0:
+        parser.error(f"--rope must be >= 0, got {args.rope}")
     exports = {k: getattr(args, k) for k in ("markdown", "csv", "latex") if getattr(args, k)}
     if args.export_dir:
         for kind, suffix in (("markdown", ".md"), ("csv", ".csv"), ("latex", ".tex")):
             exports.setdefault(kind, args.export_dir / f"{args.study}{suffix}")
     print(f"reading study '{args.study}'", flush=True)
     try:
-        write_report(args.study, args.out, args.storage, exports, alpha=args.alpha)
+        write_report(args.study, args.out, args.storage, exports, alpha=args.alpha, rope=args.rope)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

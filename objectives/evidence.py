@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pytrec_eval
-from scipy import sparse
 from scipy.stats import entropy, rankdata
 
 STS, RETRIEVAL, CLASSIFICATION, CLUSTERING = "STS", "Retrieval", "Classification", "Clustering"
@@ -54,7 +53,11 @@ class TaskEvidence:
         return float(self.resampled(np.arange(self.n_items)[None, :])[0])
 
     def resampled(self, draws: np.ndarray) -> np.ndarray:
-        """The main score on each row of ``draws`` (rows of item indices drawn with replacement)."""
+        """The main score on each row of ``draws`` (rows of item indices drawn with replacement).
+
+        The matrices are small: callers resampling many trials run this under
+        ``threadpoolctl.threadpool_limits(1)``, as BLAS threads only add contention here.
+        """
         if self.kind == STS:
             return _spearman_rows(self.arrays["similarity"][draws], self.arrays["gold"][draws])
         if self.kind == CLUSTERING:
@@ -181,27 +184,31 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _v_measure_resampled(arrays: dict[str, np.ndarray], draws: np.ndarray) -> np.ndarray:
     """Mean V-measure over mteb's experiments, each drawn position weighted by its item's count.
 
-    The weighted contingency table of (cluster, label) is a sparse product; homogeneity and
-    completeness follow from its entropies (scipy.stats.entropy) as in sklearn's v_measure_score.
+    Per experiment, the weighted (cluster, label) contingency table is a product with the one-hot
+    matrix of the cells that occur; homogeneity and completeness follow from its entropies
+    (scipy.stats.entropy) as in sklearn's v_measure_score.
     """
     labels, drawn, assigned = arrays["labels"], arrays["drawn"], arrays["assigned"]
-    n_items, n_labels = len(labels), int(labels.max()) + 1
-    counts = np.zeros((len(draws), n_items))
+    counts = np.zeros((len(draws), len(labels)))
     np.add.at(counts, (np.arange(len(draws))[:, None], draws), 1.0)
     scores = np.zeros(len(draws))
     for positions, clusters in zip(drawn, assigned, strict=True):
-        cell = clusters * n_labels + labels[positions]
-        onehot = sparse.csr_matrix(
-            (np.ones(len(cell)), (np.arange(len(cell)), cell)),
-            shape=(len(cell), (int(clusters.max()) + 1) * n_labels),
+        pairs, cell = np.unique(
+            np.stack([clusters, labels[positions]], axis=1), axis=0, return_inverse=True
         )
-        joint = (onehot.T @ counts[:, positions].T).T.reshape(len(draws), -1, n_labels)
-        h_joint = entropy(joint.reshape(len(draws), -1), axis=1)
-        h_label = entropy(joint.sum(axis=1), axis=1)
-        h_cluster = entropy(joint.sum(axis=2), axis=1)
+        joint = counts[:, positions] @ _onehot(cell.reshape(-1), len(pairs))
+        h_joint = entropy(joint, axis=1)
+        h_cluster = entropy(joint @ _onehot(np.unique(pairs[:, 0], return_inverse=True)[1]), axis=1)
+        h_label = entropy(joint @ _onehot(np.unique(pairs[:, 1], return_inverse=True)[1]), axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             homogeneity = np.where(h_label > 0, 1 - (h_joint - h_cluster) / h_label, 1.0)
             completeness = np.where(h_cluster > 0, 1 - (h_joint - h_label) / h_cluster, 1.0)
             total = homogeneity + completeness
             scores += np.where(total > 0, 2 * homogeneity * completeness / total, 0.0)
     return scores / len(drawn)
+
+
+def _onehot(index: np.ndarray, width: int | None = None) -> np.ndarray:
+    matrix = np.zeros((len(index), int(index.max()) + 1 if width is None else width))
+    matrix[np.arange(len(index)), index] = 1.0
+    return matrix

@@ -15,12 +15,9 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
-from rich.table import Table
 from tqdm import tqdm
 
-from dashboards.ablation_table import build_table
-from dashboards.exports import format_cell
-from dashboards.records import load_records
+from dashboards.exports import console_table
 from search.plans import Plan
 from search.space import Arms, cell_of, cells
 
@@ -87,32 +84,26 @@ class LiveProgress:
 
 def best_so_far(trials: list[optuna.trial.FrozenTrial]) -> str | None:
     """The arm with the best mean objective over its COMPLETE seeds, e.g. ``top-4 0.5123 (2)``."""
-    by_arm: dict[str, list[float]] = {}
+    best: dict[tuple[str, int], float] = {}  # per cell its best trial, as the table counts it
     for trial in trials:
         if trial.state == TrialState.COMPLETE and trial.value is not None:
-            by_arm.setdefault(cell_of(trial)[0], []).append(trial.value)
+            cell = cell_of(trial)
+            best[cell] = max(best.get(cell, trial.value), trial.value)
+    by_arm: dict[str, list[float]] = {}
+    for (arm, _), value in best.items():
+        by_arm.setdefault(arm, []).append(value)
     if not by_arm:
         return None
     arm, values = max(by_arm.items(), key=lambda item: statistics.fmean(item[1]))
     return f"{arm} {statistics.fmean(values):.4f} ({len(values)})"
 
 
-def print_table(study_name: str, url: str, console: Console | None = None) -> None:
-    """The ablation table (arms x categories, mean ± std over COMPLETE seeds) and skipped arms."""
+def print_table(
+    study_name: str, url: str, console: Console | None = None, rope: float | None = None
+) -> None:
+    """The ablation table with a verdict per arm x column (``dashboards``), warnings, skipped arms."""
     console = console or Console()
     if not console.is_terminal:  # a log file or pipe: do not squeeze the table to 80 columns
-        console.width = max(console.width, 140)
-    records = load_records(study_name, url)
-    table = build_table(records)
-    view = Table(title=f"{study_name}: ablation table", caption=table.legend())
-    view.add_column("arm")
-    for column in table.columns:
-        view.add_column(column, justify="right")
-    view.add_column("done/pruned/failed", justify="right")
-    for row in table.rows:
-        name = f"{row.arm} (baseline)" if row.is_baseline else row.arm
-        cells_text = [format_cell(row.cells[c], table.alpha) for c in table.columns]
-        view.add_row(name, *cells_text, f"{row.complete}/{row.pruned}/{row.failed}")
-    console.print(view)
-    for skip in records.skipped_arms:
-        console.print(f"skipped arm {skip['arm']!r}: {skip['reason']}")
+        console.width = max(console.width, 180)
+    for renderable in console_table(study_name, url, rope=rope):
+        console.print(renderable)

@@ -1,10 +1,14 @@
 """Write Optuna studies that follow the "Study records" contract (docs/DESIGN.md) for report tests.
 
 The reports must work on what the search service stores, so these studies are written with Optuna
-directly, key for key as the service does: trial params ``arm``/``seed``, ``TrialResult.user_attrs()``
-on finished trials, intermediate values by step, PRUNED trials that stopped early, a FAIL with
+directly, key for key as the service does: trial params ``arm``/``seed`` with the distributions
+``search.space.suggest_cell`` records, ``TrialResult.user_attrs()`` on finished trials and their
+item-level evidence as the ``evidence`` system attr (``storage.evidence``), intermediate values by
+step from step 0, PRUNED trials that stopped early with ``pruned_step``/``pruned_gap``, a FAIL with
 ``error``, and the plan/skipped arms as study user attributes. Scores come from a seeded generator
-with a fixed effect per arm, so tests can check real statistics rather than hard-coded numbers.
+with a fixed effect per arm, so tests can check real statistics rather than hard-coded numbers: the
+retrieval and classification tasks get per-item evidence whose mean is the task score (the other
+tasks store none, as a trial of an online task would).
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives.evidence import TaskEvidence, items_hash
 from objectives.results import TrialResult, category_means
+from search.space import suggest_cell
+from storage.evidence import KEY as EVIDENCE_KEY
+from storage.evidence import encode
 
 TASKS: dict[str, str] = {
     "SICK-R": "STS",
@@ -61,6 +70,11 @@ SKIPPED: tuple[dict[str, str], ...] = (
 )
 STEPS = 8
 EVAL_EVERY = 2
+ITEMS = 40  # test items per task with evidence
+WITH_EVIDENCE = ("SciFactSubset", "Banking77Classification")
+ITEM_SPREAD = 0.15  # how much items differ in difficulty (fixed per task, shared by all trials)
+ITEM_NOISE = 0.02  # a trial's per-item deviation (training noise seen item by item)
+SEED_NOISE = 0.004
 
 
 def write_study(
@@ -88,18 +102,31 @@ def write_study(
     study.set_user_attr("skipped_arms", list(SKIPPED))
     study.set_user_attr("preset", "smoke")
     study.set_user_attr("backbone", "minilm")
-    rng = random.Random(1234)
-    start = dt.datetime(2025, 1, 1, 12, 0, 0)
-    distributions = {
-        "arm": CategoricalDistribution([a.label for a in arms]),
-        "seed": CategoricalDistribution(list(range(seeds))),
-    }
-    for seed in range(seeds):
-        for arm in arms:
-            trial = _trial(arm, seed, rng, start, distributions)
-            study.add_trial(trial)
-            start += dt.timedelta(seconds=60)
+    add_seeds(study, arms, range(seeds), seeds)
     return study
+
+
+def add_seeds(
+    study: optuna.Study, arms: tuple[ArmSpec, ...], new: range, seeds: int, shift: float = 0.0
+) -> None:
+    """Add one trial per arm for each seed in ``new``, as a launch with ``--seeds seeds`` does.
+
+    ``shift`` moves every score of the added trials (a second, worse TPE trial of a cell).
+    """
+    rng = random.Random(1234 + new.start + int(shift * 1000))
+    start = dt.datetime(2025, 1, 1, 12, 0, 0) + dt.timedelta(minutes=len(study.trials))
+    distributions = service_distributions([a.label for a in arms], seeds)
+    for seed in new:
+        for arm in arms:
+            study.add_trial(_trial(arm, seed, rng, start, distributions, shift))
+            start += dt.timedelta(seconds=60)
+
+
+def service_distributions(labels: list[str], seeds: int) -> dict[str, BaseDistribution]:
+    """The param distributions the worker records for a cell: through ``suggest_cell``."""
+    trial = optuna.create_study(storage=optuna.storages.InMemoryStorage()).ask()
+    suggest_cell(trial, labels, seeds)
+    return dict(trial.distributions)
 
 
 def _trial(
@@ -107,20 +134,24 @@ def _trial(
     seed: int,
     rng: random.Random,
     start: dt.datetime,
-    distributions: dict[str, CategoricalDistribution],
+    distributions: dict[str, BaseDistribution],
+    shift: float,
 ) -> FrozenTrial:
     curve = {
         step: 0.4 + arm.effect + 0.02 * step + rng.gauss(0, 0.003)
-        for step in range(EVAL_EVERY, STEPS + 1, EVAL_EVERY)
+        for step in range(0, STEPS + 1, EVAL_EVERY)
     }
+    system: dict[str, object] = {}
     if seed in arm.failed_seeds:
         error = {"error": "RuntimeError: CUDA out of memory while building the head"}
         state, value, attrs, reports, seconds = TrialState.FAIL, None, error, 1, 5
     elif seed in arm.pruned_seeds:
-        state, value, attrs, reports, seconds = TrialState.PRUNED, None, {}, 2, 12
+        attrs = {"pruned_step": EVAL_EVERY, "pruned_gap": arm.effect}
+        state, value, reports, seconds = TrialState.PRUNED, None, 2, 12
     else:
-        result = _result(arm, seed, rng)
+        result = _result(arm, seed, rng, shift)
         state, value, attrs = TrialState.COMPLETE, result.average, result.user_attrs()
+        system = {EVIDENCE_KEY: encode(result.evidence)}
         reports, seconds = len(curve), 45
     return FrozenTrial(
         number=0,
@@ -132,13 +163,22 @@ def _trial(
         params={"arm": arm.label, "seed": seed},
         distributions=distributions,
         user_attrs=attrs,
-        system_attrs={},
+        system_attrs=system,
         intermediate_values=dict(list(curve.items())[:reports]),
     )
 
 
-def _result(arm: ArmSpec, seed: int, rng: random.Random) -> TrialResult:
-    scores = {t: s + arm.effect + rng.gauss(0, 0.004) for t, s in BASE_SCORES.items()}
+def _result(arm: ArmSpec, seed: int, rng: random.Random, shift: float) -> TrialResult:
+    scores = {t: s + arm.effect + shift + rng.gauss(0, SEED_NOISE) for t, s in BASE_SCORES.items()}
+    evidence = {}
+    for task in WITH_EVIDENCE:
+        difficulty = np.random.default_rng(len(task)).normal(0, ITEM_SPREAD, ITEMS)
+        noise = np.random.default_rng(rng.randrange(2**32)).normal(0, ITEM_NOISE, ITEMS)
+        values = scores[task] + difficulty - difficulty.mean() + noise - noise.mean()
+        evidence[task] = TaskEvidence(
+            TASKS[task], items_hash(f"{task}-{i}" for i in range(ITEMS)), {"values": values}
+        )
+        scores[task] = evidence[task].score()
     categories = category_means(scores, TASKS)
     return TrialResult(
         task_scores=scores,
@@ -154,4 +194,6 @@ def _result(arm: ArmSpec, seed: int, rng: random.Random) -> TrialResult:
         params={"total": 22_800_000, "trainable": 150_000, "head": 90_000},
         config={"train": {"steps": STEPS, "eval_every": EVAL_EVERY}, "seed": seed},
         versions={"optuna": optuna.__version__},
+        task_category=dict(TASKS),
+        evidence=evidence,
     )

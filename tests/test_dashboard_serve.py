@@ -18,7 +18,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from dashboards.records import task_scores
 from objectives.presets import PRESETS
+from storage import read_evidence
+from storage.evidence import KEY as EVIDENCE_KEY
 from tests.study_fixtures import write_study
 
 pytestmark = pytest.mark.postgres
@@ -103,14 +106,24 @@ def test_dashboard_serves_a_smoke_study_with_its_pruned_trial(
     complete = trials["lr 1e-4"]
     every, steps = PRESETS["smoke"]["train.eval_every"], PRESETS["smoke"]["train.steps"]
     shown = {arm: [v["step"] for v in t["intermediate_values"]] for arm, t in trials.items()}
-    # The sound arm reports at every eval_every steps; the wrecked one stops at its first report.
-    assert shown == {"lr 1e-4": list(range(every, steps + 1, every)), "lr 10": [every]}
+    # Both report the untrained model at step 0; the sound arm then every eval_every steps, the
+    # wrecked one stops at its first report after training began.
+    sound = [0, *range(every, steps + 1, every)]
+    assert shown == {"lr 1e-4": sound, "lr 10": [0, every]}
     stored = optuna.load_study(study_name="dash-smoke", storage=postgres_url).trials
     assert {t.params["arm"]: t.intermediate_values for t in stored} == {
         arm: {v["step"]: v["value"] for v in t["intermediate_values"]} for arm, t in trials.items()
     }
     keys = {a["key"] for a in complete["user_attrs"]}
     assert {"average", "category.STS", "cost.train_seconds", "params.total"} <= keys
+    # The worker stored item-level evidence that reproduces each score, and the dashboard's API
+    # never ships it to the browser.
+    done = next(t for t in stored if t.params["arm"] == "lr 1e-4")
+    evidence = read_evidence(done)
+    assert set(evidence) == set(task_scores(done))
+    for task, score in task_scores(done).items():
+        assert evidence[task].score() == pytest.approx(score, abs=5e-6)
+    assert EVIDENCE_KEY not in json.dumps(detail)
 
     with urllib.request.urlopen(f"{dashboard}/dashboard", timeout=30) as page:
         assert page.status == 200 and b"<html" in page.read().lower()
