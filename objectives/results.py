@@ -19,6 +19,7 @@ CATEGORY_PREFIX = "category."
 COST_PREFIX = "cost."
 PARAMS_PREFIX = "params."
 DATA_PREFIX = "data."
+TASK_CATEGORY = "task_category"
 
 
 @dataclass
@@ -37,6 +38,8 @@ class TrialResult:
     intermediate: list[tuple[int, float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # Task -> its category, so reports can group tasks without the tasks directory.
+    task_category: dict[str, str] = field(default_factory=dict)
     # Per-task item-level records (objectives.evidence); stored as a trial system attr by the
     # worker (storage.evidence), never in user_attrs(), which optuna-dashboard ships to browsers.
     evidence: dict[str, TaskEvidence] = field(default_factory=dict)
@@ -54,6 +57,7 @@ class TrialResult:
         attrs.update({DATA_PREFIX + k: v for k, v in self.data.items()})
         attrs["config"] = self.config
         attrs["versions"] = self.versions
+        attrs[TASK_CATEGORY] = self.task_category
         return attrs
 
 

@@ -150,6 +150,7 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
         intermediate=intermediate,
         config=_resolved(config, source, device, instructions),
         versions=_versions(),
+        task_category=evaluation.task_category,
         evidence=evaluation.evidence,
         data={"dropped_overlap": dropped},
     )
