@@ -226,6 +226,20 @@ def test_a_column_every_trial_scored_the_same_gets_a_note_not_a_crash(tmp_path: 
     assert figures["Parameter importance for average"].figure is not None
 
 
+def test_a_study_written_before_evidence_was_kept_gets_seed_only_intervals(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    source = write_study(optuna.storages.InMemoryStorage())
+    study = optuna.create_study(study_name="old", storage=url, direction="maximize")
+    study.set_user_attr("plan", source.user_attrs["plan"])
+    for trial in source.trials:
+        trial.system_attrs.clear()  # no evidence attribute, as before this change
+        study.add_trial(trial)
+    table = build_table(load_records("old", url))
+    intervals = [c.interval for r in table.rows for c in r.cells.values() if c.interval]
+    assert intervals and not any(i.item_level for i in intervals)
+    assert "no item evidence: seeds only there" in table.legend()
+
+
 def test_importance_note_when_only_the_arm_varies(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     write_study(url, seeds=1)
