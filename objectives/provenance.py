@@ -13,6 +13,9 @@ import importlib.metadata
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from objectives.tasks import resolve_tasks_dir, task_folder
 
 # Libraries whose version can move a score (numerics, tokenisation, evaluators, sampling).
 VERSIONED: tuple[str, ...] = (
@@ -97,3 +100,19 @@ def data_hashes(task_folders: dict[str, Path], training_data: str) -> dict[str, 
     train = Path(training_data).expanduser()
     hashes["train"] = file_hash(train) if train.is_file() else f"hub:{training_data}"
     return hashes
+
+
+def trial_provenance(tasks: list[Any], tasks_dir: str | None, training_data: str) -> dict[str, Any]:
+    """The commit, library versions and data hashes of one trial (``tasks``: mteb task objects).
+
+    A local task is hashed over its folder; a hub task is named by its pinned dataset revision.
+    """
+    local = resolve_tasks_dir(tasks_dir) is not None
+    names = [task.metadata.name for task in tasks]
+    folders = {name: task_folder(name, tasks_dir) for name in names} if local else {}
+    hashes = data_hashes(folders, training_data)
+    if not local:
+        for task in tasks:
+            revision = (task.metadata.dataset or {}).get("revision", "unpinned")
+            hashes[f"task.{task.metadata.name}"] = f"hub:{revision}"
+    return {"commit": git_commit(), "versions": versions(), "data": hashes}

@@ -19,6 +19,7 @@ CATEGORY_PREFIX = "category."
 COST_PREFIX = "cost."
 PARAMS_PREFIX = "params."
 DATA_PREFIX = "data."
+PROVENANCE = "provenance"
 TASK_CATEGORY = "task_category"
 
 
@@ -46,6 +47,9 @@ class TrialResult:
     # Facts about the training data as used, e.g. dropped_overlap (pairs dropped for sharing a
     # text with an evaluated task); flattened to data.<key>.
     data: dict[str, Any] = field(default_factory=dict)
+    # What produced the numbers: git commit and a content hash per task and of the training data
+    # (objectives.provenance); stored as the user attr ``provenance``.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
         """Flat, JSON-ready attributes as stored on the Optuna trial."""
@@ -57,6 +61,7 @@ class TrialResult:
         attrs.update({DATA_PREFIX + k: v for k, v in self.data.items()})
         attrs["config"] = self.config
         attrs["versions"] = self.versions
+        attrs[PROVENANCE] = self.provenance
         attrs[TASK_CATEGORY] = self.task_category
         return attrs
 

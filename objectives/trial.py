@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.metadata
-import platform
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -34,11 +32,11 @@ from objectives.dev_signal import DevSet, dev_proxies, labelled_slices
 from objectives.evaluation import CachedEncoder, evaluate
 from objectives.instructions import task_instructions
 from objectives.model import EmbeddingModel
+from objectives.provenance import trial_provenance
 from objectives.results import TrialResult, category_means
 from objectives.tasks import load_tasks, resolve_tasks_dir, task_texts
 from objectives.training import train
 
-VERSIONED = ("torch", "transformers", "peft", "mteb", "sentence-transformers", "optuna")
 # report(step, proxies): each scored category's dev proxy at that training step.
 Report = Callable[[int, dict[str, float]], None]
 
@@ -96,6 +94,7 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
             classification=labelled["Classification"],
             clustering=labelled["Clustering"],
         )
+        origin = trial_provenance(tasks, config.eval.tasks_dir, source)
         model = EmbeddingModel.build(config.model, seed=config.seed, device=device)
         load_seconds = time.perf_counter() - start
 
@@ -149,7 +148,8 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
         params=model.parameter_counts(),
         intermediate=intermediate,
         config=_resolved(config, source, device, instructions),
-        versions=_versions(),
+        versions=origin["versions"],
+        provenance={"commit": origin["commit"], "data": origin["data"]},
         task_category=evaluation.task_category,
         evidence=evaluation.evidence,
         data={"dropped_overlap": dropped},
@@ -173,14 +173,6 @@ def _resolved(
             device=device,
         )
     )
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in VERSIONED:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    return versions
 
 
 @contextlib.contextmanager

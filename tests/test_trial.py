@@ -67,6 +67,20 @@ def test_smoke_trial_scores_all_four_categories(smoke_runs) -> None:
     assert result.user_attrs()["score.SICK-R"] == result.task_scores["SICK-R"]
 
 
+def test_a_trial_records_the_commit_and_a_hash_of_every_task_and_of_the_training_data(
+    smoke_runs,
+) -> None:
+    config, result, _ = smoke_runs[0]
+    provenance = result.user_attrs()["provenance"]
+    assert provenance["commit"] and len(provenance["commit"].split("+")[0]) == 40
+    tasks = {f"task.{name}" for name in config.eval.tasks}
+    assert set(provenance["data"]) == tasks | {"train"}
+    assert (
+        len(set(provenance["data"].values())) == len(tasks) + 1
+    )  # distinct files, distinct hashes
+    assert smoke_runs[1][1].provenance == result.provenance  # same data, same record
+
+
 def test_reports_come_before_training_and_every_eval_every_steps_with_a_proxy_per_category(
     smoke_runs,
 ) -> None:
