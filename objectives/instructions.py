@@ -3,8 +3,8 @@
 The released code prepends a task instruction to every text it embeds, STS and clustering and
 classification included, not only retrieval queries; an instruction-tuned embedding scored without
 them is scored on inputs it never saw in that form. With ``eval.use_instructions`` (the ``gpu`` and
-``paper`` presets) every task gets one: a per-task override (``eval.instructions``, later a task
-folder's manifest), else a built-in one for the task, else the default of its type. Symmetric tasks
+``paper`` presets) every task gets one: a per-task override (``eval.instructions``, else the task
+folder's manifest ``instruction:``), else a built-in one for the task, else the default of its type. Symmetric tasks
 carry it on both sides, retrieval on queries only (documents are embedded bare, as in training).
 
 The instruction is wrapped like the training queries' prompt (``prompt_for``), so a retrieval query
@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from objectives.config import ConfigError
+from objectives.tasks import discover_tasks
 
 QUERY_INSTRUCTION = "Given a query, retrieve passages that answer it"
 PROMPT_TEMPLATE = "Instruct: {instruction}\nQuery: "
@@ -67,9 +68,21 @@ def instructed_side(task_type: str, is_query: bool) -> bool:
     return task_type in SYMMETRIC_TYPES or is_query
 
 
-def task_instructions(tasks: Sequence[Any], overrides: Mapping[str, str]) -> dict[str, str]:
-    """Each mteb task's instruction by name, to run with and to store with the trial."""
+def task_instructions(
+    tasks: Sequence[Any], overrides: Mapping[str, str], tasks_dir: str | None = None
+) -> dict[str, str]:
+    """Each mteb task's instruction by name, to run with and to store with the trial.
+
+    A local task folder's manifest may carry ``instruction:``; ``overrides`` (the user's
+    ``eval.instructions``) still win over it.
+    """
+    chosen = {
+        name: manifest.instruction
+        for name, manifest in discover_tasks(tasks_dir).items()
+        if manifest.instruction
+    }
+    chosen.update(overrides)
     return {
-        task.metadata.name: instruction_for(task.metadata.name, task.metadata.type, overrides)
+        task.metadata.name: instruction_for(task.metadata.name, task.metadata.type, chosen)
         for task in tasks
     }

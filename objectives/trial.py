@@ -76,7 +76,7 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
         start = time.perf_counter()
         tasks = load_tasks(config.eval)
         instructions = (
-            task_instructions(tasks, dict(config.eval.instructions))
+            task_instructions(tasks, dict(config.eval.instructions), config.eval.tasks_dir)
             if config.eval.use_instructions
             else None
         )

@@ -17,6 +17,7 @@ from objectives.instructions import (
     TYPE_DEFAULTS,
     instruction_for,
     prompt_for,
+    task_instructions,
 )
 from objectives.presets import preset_config
 from objectives.tasks import load_tasks
@@ -39,6 +40,21 @@ def test_a_task_type_without_a_default_needs_an_override_named_in_one_line() -> 
         instruction_for("SummEval", "Summarization")
     assert "eval.instructions.SummEval=" in str(info.value) and "\n" not in str(info.value)
     assert instruction_for("SummEval", "Summarization", {"SummEval": "Summarise."}) == "Summarise."
+
+
+def test_a_task_folders_manifest_instruction_is_used_unless_the_user_overrides_it(
+    tasks_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "sts/MySTS"
+    folder.mkdir(parents=True)
+    rows = (tasks_dir / "sts/SICK-R/test.jsonl").read_text(encoding="utf-8").splitlines()[:20]
+    (folder / "test.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "task.yaml").write_text(
+        "name: MySTS\ntype: STS\ndescription: d\nlicense: l\ninstruction: Compare the claims.\n"
+    )
+    tasks = load_tasks(EvalConfig(tasks=("MySTS",), tasks_dir=str(tmp_path)))
+    assert task_instructions(tasks, {}, str(tmp_path)) == {"MySTS": "Compare the claims."}
+    assert task_instructions(tasks, {"MySTS": "Mine."}, str(tmp_path)) == {"MySTS": "Mine."}
 
 
 def test_gpu_presets_turn_instructions_on_and_cpu_presets_keep_them_off() -> None:
