@@ -1,7 +1,8 @@
 """Training pairs and the held-out dev slices behind the cheap intermediate signal.
 
 Pairs come from a JSONL file in the format of ``shared/data/train/pairs.jsonl``
-(``{"query", "positive", "negative"?}``) or, online, from an HF dataset name. Whatever their source,
+(``{"query", "positive", "negative"?}``), from a parquet or ``save_to_disk`` table, or from the HF
+hub (online by default ``ONLINE_PAIRS``), its columns query|anchor, positive, negative?. Whatever their source,
 a pair with any text that is also an evaluated text is dropped before training (``drop_overlap``):
 a model trained on a test text would be scored on its own training data. Dev slices are drawn
 with the fixed ``SUBSAMPLE_SEED``, so every trial of a study trains on the same pairs (only their
@@ -14,6 +15,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from objectives.config import ConfigError, TrainConfig
 from objectives.tasks import SUBSAMPLE_SEED, TaskDataError, read_jsonl, resolve_tasks_dir
@@ -21,6 +23,10 @@ from objectives.tasks import SUBSAMPLE_SEED, TaskDataError, read_jsonl, resolve_
 PAIRS_FILE = "train/pairs.jsonl"
 DEV_STS_FILE = "sts/STSBenchmark/dev.jsonl"  # the validation split: never a test split
 DEV_STS_ONLINE = ("mteb/stsbenchmark-sts", "validation")
+# The training set with no tasks directory and no train.data: AllNLI's triplets (SNLI + MultiNLI;
+# anchor, entailed positive, contradicting hard negative; 557,850 rows in train), the public
+# hard-negative set sentence-transformers trains NLI embedders on.
+ONLINE_PAIRS = "sentence-transformers/all-nli:triplet"
 
 
 @dataclass(frozen=True)
@@ -50,25 +56,26 @@ def normalise(text: str) -> str:
 
 
 def pairs_source(train: TrainConfig, tasks_dir: str | None) -> str:
-    """``train.data``, else ``train/pairs.jsonl`` under the tasks directory."""
+    """``train.data``; else ``train/pairs.jsonl`` under the tasks directory; online (no tasks
+    directory) ``ONLINE_PAIRS`` from the hub."""
     if train.data:
         return train.data
     root = resolve_tasks_dir(tasks_dir)
-    if root is None:
-        raise ConfigError(
-            "no training data: set train.data to a JSONL file or an HF dataset name, or give a "
-            "tasks directory (--tasks-dir / ABLATION_TASKS_DIR) holding train/pairs.jsonl"
-        )
-    return str(root / PAIRS_FILE)
+    return ONLINE_PAIRS if root is None else str(root / PAIRS_FILE)
 
 
-def load_pairs(source: str) -> list[Pair]:
-    """Pairs from a JSONL file (a path that exists or ends in .jsonl) or an HF dataset name."""
+def load_pairs(source: str, limit: int | None = None) -> list[Pair]:
+    """Pairs from ``source``, in any form ``TrainConfig.data`` names.
+
+    A JSONL file is read whole (the small project format). Any other source is a ``datasets``
+    table: with ``limit`` a seeded sample of that many rows is drawn before any row becomes a
+    Python object, so a cap on a hub set of half a million triplets costs only the rows kept.
+    """
     path = Path(source).expanduser()
-    if path.suffix == ".jsonl" or path.exists():
+    if path.suffix == ".jsonl":
         rows = read_jsonl(path, {"query": str, "positive": str}, _check_negative)
         return [Pair(r["query"], r["positive"], r.get("negative") or None) for r in rows]
-    return _hf_pairs(source)
+    return _table_pairs(_open_table(source, path), source, limit)
 
 
 def _check_negative(row: dict) -> str | None:
@@ -78,29 +85,73 @@ def _check_negative(row: dict) -> str | None:
     return None
 
 
-def _hf_pairs(name: str) -> list[Pair]:
-    """An HF dataset's train split: (query|anchor, positive, negative?) columns, by name or order."""
+def _open_table(source: str, path: Path) -> Any:
+    """The ``datasets.Dataset`` that ``source`` names: a local folder written by ``save_to_disk``,
+    a parquet file or folder of them, else an HF hub set ``NAME[:SUBSET][@SPLIT]`` (split train)."""
     import datasets
 
+    if path.is_dir() and any((path / f).is_file() for f in ("state.json", "dataset_dict.json")):
+        return _one_split(datasets.load_from_disk(str(path)), source)
+    if path.suffix == ".parquet" or path.is_dir():
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        if not all(f.is_file() for f in files) or not files:
+            raise TaskDataError(
+                f"{path}: neither a parquet file nor a folder holding a save_to_disk dataset or "
+                ".parquet files; fix train.data"
+            )
+        return datasets.Dataset.from_parquet([str(f) for f in files])
+    if path.exists() or source.startswith(("/", ".", "~")):
+        raise TaskDataError(
+            f"{path}: train.data must be a .jsonl or .parquet file, a parquet or save_to_disk "
+            "folder, or an HF dataset NAME[:SUBSET][@SPLIT]"
+        )
+    name, _, split = source.partition("@")
+    name, _, subset = name.partition(":")
     try:
-        data = datasets.load_dataset(name, split="train")
+        return datasets.load_dataset(name, subset or None, split=split or "train")
     except Exception as exc:  # any load failure becomes one line naming the fix
         reason = " ".join(str(exc).split())[:200]
         raise ConfigError(
-            f"cannot load training data {name!r} ({reason}); give a JSONL file or an HF dataset "
-            "name reachable from here"
+            f"cannot load training data {source!r} ({reason}); set train.data to a local file or "
+            "folder, or an HF dataset NAME[:SUBSET][@SPLIT] reachable from here"
         ) from None
+
+
+def _one_split(data: Any, source: str) -> Any:
+    """A saved ``DatasetDict``'s train split (or its only one); a saved ``Dataset`` as it is."""
+    if not hasattr(data, "keys"):
+        return data
+    if "train" in data or len(data) == 1:
+        return data["train" if "train" in data else next(iter(data))]
+    raise TaskDataError(
+        f"{source}: a saved DatasetDict with splits {sorted(data)} and none named train; save "
+        "the training split alone"
+    )
+
+
+def _table_pairs(data: Any, source: str, limit: int | None) -> list[Pair]:
+    """(query|anchor, positive, negative?) text columns as pairs; ``limit`` rows at most."""
     columns = data.column_names
-    query = next((c for c in ("query", "anchor") if c in columns), None)
-    if query and "positive" in columns:
-        names = [query, "positive"] + (["negative"] if "negative" in columns else [])
-    else:
-        names = [c for c in columns if data.features[c].dtype == "string"][:3]
-    if len(names) < 2:
+    queries = [c for c in ("query", "anchor") if c in columns]
+    if len(queries) != 1 or "positive" not in columns:
         raise TaskDataError(
-            f"{name}: need (query, positive[, negative]) text columns, got {columns}"
+            f"{source}: training data need a query (or anchor) column, a positive and an optional "
+            f"negative column; found columns {columns}"
         )
-    rows = zip(*(data[c] for c in names), strict=True)
+    names = [queries[0], "positive"] + (["negative"] if "negative" in columns else [])
+    for name in names:
+        if getattr(data.features[name], "dtype", None) not in ("string", "large_string"):
+            raise TaskDataError(
+                f"{source}: column '{name}' holds {data.features[name]}, not one text per row"
+            )
+    if limit is not None and limit < len(data):
+        data = data.select(_seeded_sample(len(data), limit))
+    rows = list(zip(*(data.select_columns(names)[c] for c in names), strict=True))
+    empty = sum(1 for r in rows if not (r[0] and r[1]))
+    if empty:
+        raise TaskDataError(
+            f"{source}: {empty} rows have no {names[0]} or no positive text; drop them first"
+        )
     return [Pair(r[0], r[1], r[2] if len(r) > 2 and r[2] else None) for r in rows]
 
 
@@ -132,8 +183,12 @@ def cap_pairs(pairs: list[Pair], max_pairs: int | None) -> list[Pair]:
     """At most ``max_pairs`` training pairs, the same ones for every trial seed."""
     if max_pairs is None or max_pairs >= len(pairs):
         return pairs
-    keep = sorted(random.Random(SUBSAMPLE_SEED).sample(range(len(pairs)), max_pairs))
-    return [pairs[i] for i in keep]
+    return [pairs[i] for i in _seeded_sample(len(pairs), max_pairs)]
+
+
+def _seeded_sample(size: int, count: int) -> list[int]:
+    """``count`` of ``range(size)`` (all when fewer), in order, the same for every trial."""
+    return sorted(random.Random(SUBSAMPLE_SEED).sample(range(size), min(count, size)))
 
 
 def dev_sts(tasks_dir: str | None, count: int, exclude: set[str]) -> list[tuple[str, str, float]]:
@@ -160,10 +215,7 @@ def dev_sts(tasks_dir: str | None, count: int, exclude: set[str]) -> list[tuple[
     eligible = [
         r for r in rows if normalise(r[0]) not in exclude and normalise(r[1]) not in exclude
     ]
-    rng = random.Random(SUBSAMPLE_SEED)
-    return [
-        eligible[i] for i in sorted(rng.sample(range(len(eligible)), min(count, len(eligible))))
-    ]
+    return [eligible[i] for i in _seeded_sample(len(eligible), count)]
 
 
 def batches(pairs: list[Pair], batch_size: int, seed: int) -> Iterator[list[Pair]]:
@@ -184,7 +236,8 @@ def batches(pairs: list[Pair], batch_size: int, seed: int) -> Iterator[list[Pair
         if not produced:
             raise ConfigError(
                 f"cannot form a batch of {batch_size} pairs with distinct texts from "
-                f"{len(pairs)} training pairs; lower train.batch_size"
+                f"{len(pairs)} training pairs; lower train.batch_size (with train.negatives="
+                "effective a batch is batch_size x grad_accum pairs)"
             )
 
 

@@ -20,4 +20,5 @@ def info_nce(
     candidates = positives if negatives is None else torch.cat([positives, negatives])
     logits = scale * F.normalize(queries, dim=-1) @ F.normalize(candidates, dim=-1).T
     target = torch.arange(len(queries), device=queries.device)
-    return F.cross_entropy(logits.float(), target)
+    # At least float32 (bf16 logits would round the loss), float64 kept for exact tests.
+    return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), target)

@@ -23,6 +23,11 @@ from objectives.layers import resolve_layers
 Features = dict[str, torch.Tensor | tuple[torch.Tensor, ...]]
 
 
+def head_precision(states: torch.Tensor) -> torch.Tensor:
+    """``states`` in at least float32: bf16 states are cast, float64 ones (exact tests) kept."""
+    return states.to(torch.promote_types(states.dtype, torch.float32))
+
+
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's last real token; right and left padding alike."""
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -32,12 +37,12 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 def eos_states(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T, d) -> (B, d) float32: the state of the last real (EOS) token of each row."""
     rows = torch.arange(states.shape[0], device=states.device)
-    return states[rows, last_token_index(attention_mask)].float()
+    return head_precision(states[rows, last_token_index(attention_mask)])
 
 
 def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T, d) -> (B, d) float32: the mean over real tokens, padding excluded."""
-    states = states.float()
+    states = head_precision(states)
     mask = attention_mask.unsqueeze(-1).to(states.dtype)
     return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
@@ -92,7 +97,7 @@ class LatentResampler(nn.Module):
         k, v = self.to_kv(self.norm_inputs(inputs)).chunk(2, dim=-1)
         k = k.view(batch, length, self.heads, self.head_dim)
         v = v.view(batch, length, self.heads, self.head_dim)
-        scores = torch.einsum("nhk,bshk->bhns", q, k).float() * self.head_dim**-0.5
+        scores = head_precision(torch.einsum("nhk,bshk->bhns", q, k)) * self.head_dim**-0.5
         if mask is not None:
             scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
         weights = scores.softmax(dim=-1).to(v.dtype)
@@ -145,7 +150,7 @@ class LastLayerPooling(nn.Module):
         states, mask = features["last_hidden_state"], features["attention_mask"]
         if self.causal:
             return self.resampler(eos_states(states, mask).unsqueeze(1))
-        return self.resampler(states.float(), mask)
+        return self.resampler(head_precision(states), mask)
 
 
 class MultiLayerPooling(nn.Module):

@@ -98,6 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval.use_instructions": True,
         "train.batch_size": 32,
         "train.grad_accum": 8,
+        "train.negatives": "effective",
         "eval.batch_size": 128,
     },
     # The paper's setting (online, large GPU): Mistral-7B, max length 1,024, effective batch 256.
@@ -111,6 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval.use_instructions": True,
         "train.batch_size": 32,
         "train.grad_accum": 8,
+        "train.negatives": "effective",
         "train.gradient_checkpointing": True,
         "eval.batch_size": 64,
     },

@@ -3,14 +3,22 @@
 AdamW over two parts (LoRA at ``train.lr``, pooling head at ``train.head_lr`` or ``train.lr``),
 each split into decayed and undecayed parameters (biases, norm weights, latents and W get no weight
 decay, as HF Trainer, which trained the paper's models, does for biases and norms), linear schedule
-with warm-up, gradient accumulation over ``grad_accum`` batches (in-batch negatives stay within one
-batch) and gradient-norm clipping.
+with warm-up, gradient accumulation over ``grad_accum`` batches and gradient-norm clipping.
+
+With ``train.negatives=micro`` each micro-batch's loss sees only its own pairs as negatives; with
+``effective`` one InfoNCE runs over the whole effective batch by gradient caching (GradCache,
+Gao et al. 2021): every micro-batch is embedded without a graph, the loss's gradient with respect to
+all embeddings is computed once, then each micro-batch is embedded again with a graph (replaying its
+random state, so dropout draws the same masks) and back-propagates its slice of that gradient. The
+negatives are those of the effective batch while memory stays that of one micro-batch, for one
+extra forward pass per micro-batch.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -93,17 +101,22 @@ def train(
     if config.gradient_checkpointing:
         _enable_checkpointing(model)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    stream = batches(pairs, config.batch_size, seed)
+    cached = config.negatives == "effective" and config.grad_accum > 1
+    # Cached: one draw is the whole effective batch, so no text repeats anywhere in a loss.
+    stream = batches(pairs, config.batch_size * (config.grad_accum if cached else 1), seed)
     seconds, loss_value = 0.0, float("nan")
     bar = tqdm(range(1, config.steps + 1), desc="train", unit="step", disable=not progress)
     for step in bar:
         start = time.perf_counter()
         model.train()
-        loss_value = 0.0
-        for _ in range(config.grad_accum):
-            loss = _batch_loss(model, next(stream), config, query_prompt) / config.grad_accum
-            loss.backward()
-            loss_value += loss.item()
+        if cached:
+            loss_value = cached_backward(model, next(stream), config, query_prompt)
+        else:
+            loss_value = 0.0
+            for _ in range(config.grad_accum):
+                loss = _batch_loss(model, next(stream), config, query_prompt) / config.grad_accum
+                loss.backward()
+                loss_value += loss.item()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         schedule.step()
@@ -117,10 +130,65 @@ def train(
     return TrainStats(config.steps, pairs_seen, seconds, loss_value)
 
 
-def _batch_loss(
+def cached_backward(
     model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
-) -> torch.Tensor:
-    """InfoNCE of one batch: queries (with the prompt) against positives then hard negatives.
+) -> float:
+    """Accumulate the gradient of one InfoNCE over all of ``batch`` (grad_accum micro-batches of
+    ``config.batch_size`` pairs) into the parameters, one micro-batch's graph at a time; the loss.
+    """
+    size = config.batch_size
+    micro = [
+        _micro_inputs(model, batch[i : i + size], config, query_prompt)
+        for i in range(0, len(batch), size)
+    ]
+    states, parts = [], []
+    with torch.no_grad():
+        for inputs, count in micro:
+            states.append(_random_state(inputs["input_ids"].device))
+            parts.append(_split(model(inputs), count))
+    # Leaves standing in for the embeddings: the loss's gradient lands in their .grad.
+    leaves = [[t.detach().requires_grad_() for t in part] for part in parts]
+    queries, positives, negatives = (torch.cat(column) for column in zip(*leaves, strict=True))
+    loss = info_nce(queries, positives, negatives, config.scale)
+    loss.backward()
+    for (inputs, _), state, part in zip(micro, states, leaves, strict=True):
+        with _replayed(state):
+            embeddings = model(inputs)
+        embeddings.backward(torch.cat([t.grad for t in part]))
+    return loss.item()
+
+
+@dataclass(frozen=True)
+class RandomState:
+    """The generators dropout draws from: the CPU's and, for a model on a GPU, that device's."""
+
+    cpu: torch.Tensor
+    cuda: torch.Tensor | None
+    device: torch.device
+
+
+def _random_state(device: torch.device) -> RandomState:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return RandomState(torch.get_rng_state(), cuda, device)
+
+
+@contextmanager
+def _replayed(state: RandomState) -> Iterator[None]:
+    """Run the block from ``state`` (the same dropout masks as when it was taken), then put the
+    generators back, so a replay leaves the random stream after it untouched."""
+    devices = [state.device] if state.cuda is not None else []
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(state.cpu)
+        if state.cuda is not None:
+            torch.cuda.set_rng_state(state.cuda, state.device)
+        yield
+
+
+def _micro_inputs(
+    model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
+) -> tuple[dict[str, torch.Tensor], int]:
+    """One batch's texts tokenised for one forward pass (queries with the prompt, then positives,
+    then hard negatives), and its pair count.
 
     Queries and documents go through the model in one forward pass: on a GPU a step of short texts
     is bound by kernel launches, and one pass of 3B texts launched half as many as two passes
@@ -128,6 +196,17 @@ def _batch_loss(
     """
     negatives = [p.negative for p in batch if p.negative] if config.hard_negatives else []
     texts = [p.query for p in batch] + [p.positive for p in batch] + negatives
-    embeddings = model(model.tokenize(texts, query_prompt, prompted=len(batch)))
-    queries, documents = embeddings[: len(batch)], embeddings[len(batch) :]
-    return info_nce(queries, documents[: len(batch)], documents[len(batch) :], config.scale)
+    return model.tokenize(texts, query_prompt, prompted=len(batch)), len(batch)
+
+
+def _split(embeddings: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(queries, positives, hard negatives) of one ``_micro_inputs`` pass of ``count`` pairs."""
+    return embeddings[:count], embeddings[count : 2 * count], embeddings[2 * count :]
+
+
+def _batch_loss(
+    model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
+) -> torch.Tensor:
+    """InfoNCE of one batch: queries (with the prompt) against positives then hard negatives."""
+    inputs, count = _micro_inputs(model, batch, config, query_prompt)
+    return info_nce(*_split(model(inputs), count), config.scale)

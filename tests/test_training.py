@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.config import EvalConfig, TrainConfig
+from objectives.config import ConfigError, EvalConfig, PoolingConfig, TrainConfig, override
 from objectives.data import Pair, batches, cap_pairs, load_pairs, split_dev
 from objectives.evaluation import CachedEncoder, evaluate
 from objectives.loss import info_nce
 from objectives.model import EmbeddingModel
 from objectives.presets import preset_config
 from objectives.tasks import TaskDataError, load_tasks
-from objectives.training import make_optimizer, train
+from objectives.training import cached_backward, make_optimizer, train
 from tests.tiny_models import tiny_model_config
 
 
@@ -176,3 +176,69 @@ def test_fine_tuning_minilm_raises_sick_r_spearman_over_the_random_head(tasks_di
     train(model, pairs, config.train, seed=0, progress=False)
     trained = sick_r()
     assert trained > untrained + 0.01, (untrained, trained)
+
+
+@pytest.mark.parametrize("variant", ["multi_layer", "eos"])
+def test_cached_negatives_give_the_gradients_of_one_loss_over_the_whole_effective_batch(
+    variant: str, tiny_encoder_dir: Path, tiny_decoder_dir: Path
+) -> None:
+    """GradCache is exact: float64, dropout on (BERT's and LoRA's), three micro-batches of four."""
+    torch.set_num_threads(1)
+    if variant == "eos":
+        model_config = tiny_model_config(
+            tiny_decoder_dir, attention="causal", pooling=PoolingConfig("eos")
+        )
+    else:
+        model_config = tiny_model_config(tiny_encoder_dir)
+    model = EmbeddingModel.build(model_config, seed=0).double().train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    config = TrainConfig(batch_size=4, grad_accum=3, negatives="effective")
+    batch = next(batches(_pairs(40), 12, seed=0))
+    assert sum(p.negative is not None for p in batch) > 0
+    prompt = "query: "
+
+    def one_graph() -> None:
+        """The textbook loss: every micro-batch's pass kept in one graph, one InfoNCE over all."""
+        columns: list[list[torch.Tensor]] = [[], [], []]
+        for start in range(0, 12, 4):
+            micro = batch[start : start + 4]
+            negatives = [p.negative for p in micro if p.negative]
+            texts = [p.query for p in micro] + [p.positive for p in micro] + negatives
+            embeddings = model(model.tokenize(texts, prompt, prompted=4))
+            for column, part in zip(
+                columns, (embeddings[:4], embeddings[4:8], embeddings[8:]), strict=True
+            ):
+                column.append(part)
+        info_nce(*(torch.cat(column) for column in columns), scale=config.scale).backward()
+
+    def gradients(run, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)
+        run()
+        return [p.grad.clone() for p in params], torch.get_rng_state()
+
+    expected, expected_rng = gradients(one_graph, seed=7)
+    cached, cached_rng = gradients(lambda: cached_backward(model, batch, config, prompt), seed=7)
+    for got, want in zip(cached, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    # Replaying the random state leaves the stream after the step as one pass would.
+    assert torch.equal(cached_rng, expected_rng)
+    # Dropout does change the gradients, so equality above needed the replayed masks.
+    other, _ = gradients(one_graph, seed=8)
+    assert not all(torch.allclose(a, b) for a, b in zip(other, expected, strict=True))
+
+
+def test_effective_negatives_need_distinct_texts_across_the_whole_effective_batch(
+    tiny_encoder_dir: Path,
+) -> None:
+    torch.set_num_threads(1)
+    pairs = _pairs(40)  # 20 distinct positives
+    model = EmbeddingModel.build(tiny_model_config(tiny_encoder_dir), seed=0)
+    config = TrainConfig(steps=2, batch_size=4, grad_accum=4, warmup_steps=0, lr=1e-3)
+    fits = override(config, {"negatives": "effective"})
+    assert train(model, pairs, fits, seed=0, progress=False).pairs == 2 * 16
+    too_big = override(fits, {"grad_accum": 6})  # 24 pairs cannot have distinct positives
+    with pytest.raises(ConfigError, match="batch_size x grad_accum"):
+        train(model, pairs, too_big, seed=0, progress=False)
+    with pytest.raises(ConfigError, match="'negatives' must be one of"):
+        override(config, {"negatives": "all"})
