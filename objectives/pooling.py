@@ -13,6 +13,8 @@ keeps its head in float32.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +50,7 @@ def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
 
 SUMMARIES = {"eos": eos_states, "mean": masked_mean}
+Algebra = Literal["tokens", "values", "latents"]
 # Head parameters that, like biases and LayerNorm weights, get no weight decay: the latents and W
 # are learned embeddings, which decay would pull towards zero rather than regularise.
 NO_DECAY = ("latents", "layer_weights")
@@ -60,18 +63,23 @@ class LatentResampler(nn.Module):
     heads x head_dim) projected back to ``dim``; residuals around both blocks; mean over latents.
     As the released code: the attention projections have no bias, the feed-forward layers have.
 
-    When the inputs are few (one vector per layer, or a short text) the output projection is
-    folded into the values: each head's values are projected to ``dim`` before attention. That is
-    the same function (``to_out`` is linear) but never materialises the (batch, latents,
-    heads x head_dim) tensor, which alone is 13 GB per 32 texts for the 64x4096 arm with 768
-    latents; projecting inputs instead of latents is also cheaper when inputs are fewer.
-    ``fold_output`` forces one way (tests); ``None`` picks the smaller intermediate per call.
+    The attention is linear in its projections, so the same function can be computed three ways
+    (``Algebra``), and ``algebra=None`` picks per call the one whose intermediate is smallest:
+
+    - ``tokens``: the textbook form, every input projected to keys and values of the inner width;
+    - ``values``: keys per input, but each head's values projected to ``dim`` before attention
+      (``to_out`` folded into them), so the (batch, latents, heads x head_dim) tensor, alone 13 GB
+      per 32 texts for the 64x4096 arm with 768 latents, never exists: for few inputs (layers);
+    - ``latents``: nothing projected per input. Scores are x . (W_k,h^T q_h) and the output is
+      W_out,h W_v,h (sum_s a_s x_s): the inputs are pooled per head in ``dim`` and one (dim, dim)
+      map per head replaces both projections, so the cost follows the latents: for few latents
+      over many inputs (all token states of a text).
     """
 
     def __init__(self, dim: int, n_latents: int, heads: int, head_dim: int, mlp_ratio: int) -> None:
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
-        self.fold_output: bool | None = None
+        self.algebra: Algebra | None = None  # None: the smallest intermediate, per call
         inner = heads * head_dim
         self.latents = nn.Parameter(torch.randn(n_latents, dim))
         self.norm_latents = nn.LayerNorm(dim)
@@ -87,25 +95,48 @@ class LatentResampler(nn.Module):
     def inner_width(self) -> int:
         return self.heads * self.head_dim
 
+    def pick_algebra(self, batch: int, length: int) -> Algebra:
+        """The form with the fewest intermediate elements for ``batch`` rows of ``length`` inputs."""
+        latents, dim = self.latents.shape
+        per_input = 2 * batch * length * self.inner_width  # keys and values of every input
+        sizes: dict[Algebra, int] = {
+            "tokens": per_input + batch * latents * self.inner_width,  # + attended latents
+            "values": per_input + batch * self.heads * length * dim,  # + values in dim
+            "latents": batch * self.heads * latents * dim + self.heads * dim * dim,
+        }
+        return min(sizes, key=sizes.__getitem__)
+
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S, d) inputs, optional (B, S) key padding mask (true = real) -> (B, d)."""
         batch, length, dim = inputs.shape
+        heads, head_dim = self.heads, self.head_dim
+        algebra = self.algebra or self.pick_algebra(batch, length)
         # The latents are the same for every row: project them once, never per row. The attention
         # is written out because it is small (latents x inputs per head), while a fused kernel
         # would need the queries repeated per row (heads x head_dim is wider than any kernel's).
-        q = self.to_q(self.norm_latents(self.latents)).view(-1, self.heads, self.head_dim)
-        k, v = self.to_kv(self.norm_inputs(inputs)).chunk(2, dim=-1)
-        k = k.view(batch, length, self.heads, self.head_dim)
-        v = v.view(batch, length, self.heads, self.head_dim)
-        scores = head_precision(torch.einsum("nhk,bshk->bhns", q, k)) * self.head_dim**-0.5
+        q = self.to_q(self.norm_latents(self.latents)).view(-1, heads, head_dim)
+        x = self.norm_inputs(inputs)
+        key_weight, value_weight = (
+            w.view(heads, head_dim, dim) for w in self.to_kv.weight.chunk(2, dim=0)
+        )
+        out_weight = self.to_out.weight.view(dim, heads, head_dim)
+        if algebra == "latents":
+            queries = torch.einsum("nhk,hkd->nhd", q, key_weight)  # W_k,h^T q_h
+            scores = torch.einsum("nhd,bsd->bhns", queries, x)
+        else:
+            k, v = self.to_kv(x).chunk(2, dim=-1)
+            k = k.view(batch, length, heads, head_dim)
+            v = v.view(batch, length, heads, head_dim)
+            scores = torch.einsum("nhk,bshk->bhns", q, k)
+        scores = head_precision(scores) * head_dim**-0.5
         if mask is not None:
             scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
-        weights = scores.softmax(dim=-1).to(v.dtype)
-        fold = self.fold_output
-        if fold is None:  # values (batch, heads, inputs, d) vs attended (batch, latents, inner)
-            fold = length * dim <= q.shape[0] * self.head_dim
-        if fold:
-            out_weight = self.to_out.weight.view(-1, self.heads, self.head_dim)  # (d, h, hd)
+        weights = scores.softmax(dim=-1).to(x.dtype)
+        if algebra == "latents":
+            pooled = torch.einsum("bhns,bsd->bhnd", weights, x)
+            maps = torch.einsum("ehk,hkd->hed", out_weight, value_weight)  # W_out,h W_v,h
+            projected = torch.einsum("bhnd,hed->bne", pooled, maps)
+        elif algebra == "values":
             values = torch.einsum("bshk,dhk->bhsd", v, out_weight)
             projected = torch.einsum("bhns,bhsd->bnd", weights, values)
         else:

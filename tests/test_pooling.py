@@ -79,11 +79,11 @@ def test_heads_times_head_dim_is_the_inner_width(heads: int, head_dim: int) -> N
     assert count - sum(p.numel() for p in small.parameters()) == 4 * DIM * (inner - 1)
 
 
-@pytest.mark.parametrize("fold", [False, True])  # plain, and output folded into the values
-def test_resampler_ignores_padded_inputs(fold: bool) -> None:
+@pytest.mark.parametrize("algebra", ["tokens", "values", "latents"])
+def test_resampler_ignores_padded_inputs(algebra: str) -> None:
     torch.manual_seed(0)
     resampler = LatentResampler(DIM, n_latents=3, heads=2, head_dim=4, mlp_ratio=2)
-    resampler.fold_output = fold
+    resampler.algebra = algebra
     real = torch.randn(1, 3, DIM)
     padded = torch.cat([real, 100 * torch.randn(1, 2, DIM)], dim=1)
     mask = torch.tensor([[1, 1, 1, 0, 0]])
@@ -91,24 +91,40 @@ def test_resampler_ignores_padded_inputs(fold: bool) -> None:
     assert not torch.allclose(resampler(padded), resampler(real))
 
 
-def test_folding_the_output_projection_into_the_values_is_the_same_function() -> None:
-    """Wide heads (head_dim > d) project values before attention; outputs and gradients agree."""
+@pytest.mark.parametrize("algebra", ["tokens", "values", "latents"])
+def test_every_algebra_is_the_textbook_cross_attention_with_its_gradients(algebra: str) -> None:
+    """Wide heads (head_dim > d), padded rows, float64: outputs and every gradient agree."""
     torch.manual_seed(0)
     resampler = LatentResampler(DIM, n_latents=5, heads=3, head_dim=2 * DIM, mlp_ratio=2).double()
     inputs = torch.randn(2, 4, DIM, dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
 
-    def run(fold: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradients(run) -> list[torch.Tensor]:
         resampler.zero_grad()
-        resampler.fold_output = fold
-        out = resampler(inputs, mask)
-        out.square().sum().backward()
-        return out.detach(), resampler.to_out.weight.grad.clone()
+        leaf = inputs.clone().requires_grad_()
+        run(leaf).square().sum().backward()
+        return [leaf.grad] + [p.grad.clone() for p in resampler.parameters()]
 
-    folded, plain = run(True), run(False)
-    torch.testing.assert_close(folded[0], plain[0])
-    torch.testing.assert_close(folded[1], plain[1])
-    torch.testing.assert_close(plain[0], _reference_resampler(resampler, inputs, mask))
+    def chosen(leaf: torch.Tensor) -> torch.Tensor:
+        resampler.algebra = algebra
+        return resampler(leaf, mask)
+
+    expected = _reference_resampler(resampler, inputs, mask)
+    torch.testing.assert_close(chosen(inputs), expected, rtol=1e-12, atol=1e-12)
+    textbook = gradients(lambda leaf: _reference_resampler(resampler, leaf, mask))
+    for got, want in zip(gradients(chosen), textbook, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_the_picked_algebra_follows_the_smaller_side() -> None:
+    """Few latents over many tokens: nothing per token; many latents over few layers: values in
+    dim; the default picks by the call's shape."""
+    few_latents = LatentResampler(DIM, n_latents=2, heads=4, head_dim=64, mlp_ratio=2)
+    assert few_latents.pick_algebra(batch=8, length=64) == "latents"
+    many_latents = LatentResampler(DIM, n_latents=256, heads=4, head_dim=64, mlp_ratio=2)
+    assert many_latents.pick_algebra(batch=8, length=3) == "values"
+    narrow = LatentResampler(DIM, n_latents=256, heads=4, head_dim=2, mlp_ratio=2)
+    assert narrow.pick_algebra(batch=8, length=64) == "tokens"
 
 
 def _reference_resampler(
@@ -122,7 +138,7 @@ def _reference_resampler(
     attended = F.scaled_dot_product_attention(q, k, v, mask.bool()[:, None, None, :])
     x = r.latents + r.to_out(attended.transpose(1, 2).reshape(batch, -1, r.inner_width))
     value, gate = r.ffn_in(r.norm_ffn(x)).chunk(2, dim=-1)
-    return (x + r.ffn_out(value * F.gelu(gate))).mean(dim=1).detach()
+    return (x + r.ffn_out(value * F.gelu(gate))).mean(dim=1)
 
 
 def _features(batch: int = 2, length: int = 5, layers: int = 6) -> dict:
