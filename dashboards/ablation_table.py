@@ -297,7 +297,7 @@ def _compare(
     ]
     diffs = [_value(a, column) - _value(b, column) for a, b in pairs]
     replicates = [resampler.column(pair, column) for pair in pairs]
-    items = None if any(r is None for r in replicates) else np.mean(replicates, axis=0)
+    items = None if any(r is None for r in replicates) else np.stack(replicates)
     tasks_test = None
     if column == OBJECTIVE or column in CATEGORIES:
         diffs_per_task = _task_diffs(pairs, column, resampler.categories)

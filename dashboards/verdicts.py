@@ -5,13 +5,14 @@ difference arm - baseline (same seed: same data order and initialisation). Two t
 uncertain: training noise (another seed gives another difference) and test-set luck (other test
 items of the same task would give other scores). The interval combines both:
 
-- items: a paired bootstrap over each task's test items (``objectives.evidence``), the same draws
-  for both arms and every seed, gives the variance of the mean difference due to the items;
 - seeds: a bootstrap over 2-3 seeds resamples 2-3 numbers and is badly overconfident, so the seed
-  level is a t interval instead: the sample variance of the per-seed differences over n seeds.
+  level is a t interval instead: the sample variance of the per-seed differences over n seeds;
+- items: a paired bootstrap over each task's test items (``objectives.evidence``), the same draws
+  for both arms and every seed, gives the item variance of the difference; the part every seed
+  shares (items on which the arm is consistently better or worse) is added to the seed variance.
 
-The two variances add; the interval is Student t with Welch-Satterthwaite degrees of freedom (the
-item variance counts as known), so with 2 seeds it is wide, as it must be. Verdicts: ``equivalent``
+The interval is Student t with Welch-Satterthwaite degrees of freedom (the item variance counts as
+known), so with 2 seeds it is wide, as it must be. Verdicts: ``equivalent``
 when the interval lies inside +-ROPE; ``better``/``worse`` when it excludes 0 and the Holm-adjusted
 p-value (over every test of the study) is below alpha; else ``inconclusive``. The paper's own test,
 Wilcoxon signed-rank across the tasks of a category, is reported beside it where it can reach alpha.
@@ -67,18 +68,27 @@ class TaskTest:
 
 
 def paired_interval(
-    seed_diffs: Sequence[float], item_means: np.ndarray | None, alpha: float = ALPHA
+    seed_diffs: Sequence[float], item_draws: np.ndarray | None, alpha: float = ALPHA
 ) -> Interval:
     """The ``1 - alpha`` interval of the mean of ``seed_diffs``.
 
-    ``item_means`` holds the mean-over-seeds difference recomputed on each bootstrap draw of the
-    test items (``None`` when no evidence was stored: the interval is then over seeds only).
+    ``item_draws[s, b]`` is seed s's difference recomputed on bootstrap draw b of the test items
+    (``None`` when no evidence was stored: the interval is then over seeds only). The per-seed
+    differences already vary with each trial's item-by-item noise, so only the part of the item
+    variance that all seeds share is added: the variance of the seed mean over draws minus the
+    within-seed part / (n - 1), as in a random-effects ANOVA (floored at 0).
     """
     diffs = np.asarray(seed_diffs, dtype=float)
     n, mean = len(diffs), float(np.mean(diffs))
-    item_var = float(np.var(item_means, ddof=1)) if item_means is not None else 0.0
+    item_var = 0.0
+    if item_draws is not None:
+        item_mean = item_draws.mean(axis=0)
+        item_var = float(np.var(item_mean, ddof=1))
+        if n > 1:
+            within = float(np.mean(np.var(item_draws - item_mean, axis=1, ddof=1)))
+            item_var = max(item_var - within / (n - 1), 0.0)
     if n < 2:
-        return Interval(mean, None, None, n, None, None, None, item_means is not None)
+        return Interval(mean, None, None, n, None, None, None, item_draws is not None)
     seed_var = float(np.var(diffs, ddof=1)) / n
     se = math.sqrt(seed_var + item_var)
     df = (seed_var + item_var) ** 2 * (n - 1) / seed_var**2 if seed_var > 0 else math.inf
@@ -86,7 +96,7 @@ def paired_interval(
         return Interval(mean, mean, mean, n, 1.0 if mean == 0 else 0.0, 0.0, df, True)
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
     p = float(2 * stats.t.sf(abs(mean) / se, df))
-    return Interval(mean, mean - half, mean + half, n, p, se, df, item_means is not None)
+    return Interval(mean, mean - half, mean + half, n, p, se, df, item_draws is not None)
 
 
 def verdict(interval: Interval | None, p_adjusted: float | None, rope: float, alpha: float) -> str:

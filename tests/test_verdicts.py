@@ -29,12 +29,22 @@ def test_without_item_evidence_the_interval_is_the_paired_t_interval_over_seeds(
     assert not interval.item_level
 
 
-def test_item_variance_widens_the_interval_and_raises_its_degrees_of_freedom() -> None:
+def test_item_variance_all_seeds_share_widens_the_interval_and_raises_its_df() -> None:
     diffs = [0.010, 0.030, 0.020]
-    items = np.random.default_rng(0).normal(0.02, 0.01, 200)
-    seeds_only, both = paired_interval(diffs, None), paired_interval(diffs, items)
+    shared = np.random.default_rng(0).normal(0.0, 0.01, 200)  # the same item luck for every seed
+    draws = np.stack([d + shared for d in diffs])
+    seeds_only, both = paired_interval(diffs, None), paired_interval(diffs, draws)
     assert both.se > seeds_only.se and both.df > seeds_only.df == 2
+    assert both.se == pytest.approx(np.sqrt(np.var(diffs, ddof=1) / 3 + np.var(shared, ddof=1)))
     assert both.item_level
+
+
+def test_item_noise_of_each_trial_alone_is_not_counted_twice() -> None:
+    diffs = [0.010, 0.030, 0.020]
+    rng = np.random.default_rng(0)
+    draws = np.stack([d + rng.normal(0.0, 0.01, 2000) for d in diffs])  # independent per seed
+    seeds_only, both = paired_interval(diffs, None), paired_interval(diffs, draws)
+    assert both.se == pytest.approx(seeds_only.se, rel=0.05)
 
 
 def test_one_shared_seed_gives_no_interval_and_no_verdict() -> None:
