@@ -1,16 +1,21 @@
 """What a trial costs: the time split of whole trials per pooling variant, and how training cost
 grows with the cross-attention width (heads x head_dim) and the number of pooled layers.
 
-Three sections, each optional:
+Four sections, each optional:
 
 - ``--variants``: a full ``run_trial`` per paper variant (model1..model5) under ``--preset``:
   load / train / eval seconds, training pairs/s, eval texts/s, peak memory, head parameters;
 - ``--widths``: training only (``--steps`` optimizer steps after one warm-up step) per
   heads x head_dim arm of the cross-attn-width study, on the preset's multi-layer model;
-- ``--layers``: the same per layer selection (``all``, ``top_k:K``, thirds).
+- ``--layers``: the same per layer selection (``all``, ``top_k:K``, thirds);
+- ``--algebras``: the same for ``--algebra-variant`` (model4: the resampler over every token
+  state) with the resampler's algebra forced (``tokens``, ``values``, ``latents``) or ``auto``
+  (picked per call); before the key-side fold ``auto`` chose between tokens and values only.
 
     python benchmarks/trial_cost.py --preset cpu --variants model1,model5 \\
         --widths 8x512,32x2048 --layers top_k:2,all --steps 3 --set train.steps=10
+    python benchmarks/trial_cost.py --variants "" --widths "" --layers "" --steps 1 \\
+        --algebras tokens,values,latents,auto
 
 ``--set`` takes dotted overrides (as the CLI), e.g. ``--set eval.max_texts=200`` for a shorter run.
 Needs the tasks directory (``--tasks-dir`` or ``ABLATION_TASKS_DIR``, else ../shared/data).
@@ -32,6 +37,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no insta
 from objectives.config import TrialConfig, override  # noqa: E402
 from objectives.data import cap_pairs, load_pairs, pairs_source  # noqa: E402
 from objectives.model import EmbeddingModel  # noqa: E402
+from objectives.pooling import LatentResampler  # noqa: E402
 from objectives.presets import preset_config  # noqa: E402
 from objectives.training import train  # noqa: E402
 from objectives.trial import run_trial  # noqa: E402
@@ -63,10 +69,16 @@ def variant_costs(base: TrialConfig, variants: list[str]) -> None:
         )
 
 
-def training_cost(config: TrialConfig, steps: int) -> tuple[int, float, float]:
-    """(head parameters, seconds per optimizer step, pairs/s) after one warm-up step."""
+def training_cost(
+    config: TrialConfig, steps: int, algebra: str | None = None
+) -> tuple[int, float, float]:
+    """(head parameters, seconds per optimizer step, pairs/s) after one warm-up step; ``algebra``
+    forces the resampler's form (None: picked per call)."""
     pairs = cap_pairs(load_pairs(pairs_source(config.train, config.eval.tasks_dir)), 2048)
     model = EmbeddingModel.build(config.model, seed=config.seed)
+    for module in model.modules():
+        if isinstance(module, LatentResampler):
+            module.algebra = algebra
     torch.manual_seed(config.seed)
     train(model, pairs, override(config.train, {"steps": 1}), seed=0, progress=False)
     stats = train(model, pairs, override(config.train, {"steps": steps}), seed=1, progress=False)
@@ -87,6 +99,21 @@ def scaling(base: TrialConfig, field: str, values: list[str], steps: int) -> Non
         print(f"{value:>22} {head:>12,} {per_step:>8.2f} {rate:>8.1f}", flush=True)
 
 
+def algebra_costs(base: TrialConfig, variant: str, algebras: list[str], steps: int) -> None:
+    """Training cost of one variant per resampler algebra (``auto``: picked per call)."""
+    config = apply_variant(base, variant)
+    pooling = config.model.pooling
+    print(
+        f"\n== {variant} training cost by resampler algebra ({steps} steps, batch "
+        f"{base.train.batch_size}, {pooling.n_latents} latents, {pooling.heads}x{pooling.head_dim}) =="
+    )
+    print(f"{'algebra':>22} {'head params':>12} {'s/step':>8} {'pairs/s':>8}")
+    for algebra in algebras:
+        forced = None if algebra == "auto" else algebra
+        head, per_step, rate = training_cost(config, steps, forced)
+        print(f"{algebra:>22} {head:>12,} {per_step:>8.2f} {rate:>8.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="cpu")
@@ -94,6 +121,8 @@ def main() -> None:
     parser.add_argument("--variants", type=_csv, default=["model1", "model2", "model4", "model5"])
     parser.add_argument("--widths", type=_csv, default=["8x512", "16x1024", "32x2048", "64x4096"])
     parser.add_argument("--layers", type=_csv, default=["top_k:1", "top_k:2", "top_k:4", "all"])
+    parser.add_argument("--algebras", type=_csv, default=[], help="tokens, values, latents, auto")
+    parser.add_argument("--algebra-variant", default="model4")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per scaling point")
     parser.add_argument("--set", action="append", default=[], help="dotted override, k=v")
     args = parser.parse_args()
@@ -114,6 +143,8 @@ def main() -> None:
         scaling(base, "heads x head_dim", args.widths, args.steps)
     if args.layers:
         scaling(base, "layers", args.layers, args.steps)
+    if args.algebras:
+        algebra_costs(base, args.algebra_variant, args.algebras, args.steps)
 
 
 if __name__ == "__main__":
