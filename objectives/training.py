@@ -69,7 +69,7 @@ def make_optimizer(
             "no parameters; enable LoRA or pick a trainable pooling kind"
         )
     # Fused AdamW on the CPU: one pass over each tensor instead of one per operation, which is
-    # most of a wide head's step there; GPUs keep the default (foreach) kernels.
+    # a large share of a wide head's step there; GPUs keep the default (foreach) kernels.
     optimizer = torch.optim.AdamW(param_groups, fused=model.device.type == "cpu" or None)
     schedule = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     return optimizer, schedule
