@@ -4,10 +4,14 @@
    trial at a time) versus the bare trial function in a loop; printed as a ratio and as seconds of
    overhead per trial (goal: < 1 s per trial once Ray is up): a Ray worker pays its imports once, in
    its first trial, so that trial is shown apart.
-2. Pruning: one plan whose arms differ, run with ``--pruner median`` and ``--pruner none``; the
-   trial-seconds each spent, the saving, and whether both pick the same best arm.
+2. Pruning: a plan with one clearly weak arm (``model.max_length`` 4 vs 32), run with
+   ``--pruner median`` and ``--pruner none``, one trial at a time and at the default concurrency
+   (the machine's CPUs); per concurrency the trial-seconds each spent, the saving, and whether both
+   pick the same best arm (goal at the default: >= 30% saved, same best arm). All four launches
+   share one local Ray whose workers have imported the training stack beforehand, so no launch's
+   first trial carries a cold worker's imports (part 1 measures those).
 
-    python benchmarks/orchestration.py [--tasks-dir ../shared/data] [--seeds 2]
+    python benchmarks/orchestration.py [--tasks-dir ../shared/data] [--seeds 2] [--part pruning]
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
+import ray
 from optuna.trial import TrialState
 
 from objectives.config import TrialConfig, from_dict
@@ -36,9 +42,10 @@ description: input length, a clear quality knob (benchmark plan)
 baseline: 32 tokens
 arms:
   - {label: 32 tokens, overrides: {}}
-  - {label: 8 tokens, overrides: {model.max_length: 8}}
   - {label: 4 tokens, overrides: {model.max_length: 4}}
 """
+# (label, extra launcher flags): one trial at a time, and the launcher's default concurrency.
+CONCURRENCY = (("1", ["--max-concurrent", "1"]), ("default", []))
 
 
 def _launch(argv: list[str]) -> float:
@@ -79,30 +86,52 @@ def overhead(tasks_dir: str, seeds: int, folder: Path) -> None:
     print(f"    later trials, warm worker      {statistics.fmean(extra[1:]):+7.2f} s/trial (mean)")
 
 
+def _warm_workers() -> None:
+    """A local Ray whose every worker has imported what a trial imports (the launcher reuses it)."""
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+    workers = int(ray.cluster_resources().get("CPU", 1))
+
+    @ray.remote(num_cpus=1)
+    def imports() -> int:
+        import objectives.trial  # noqa: F401  (the training and evaluation stack)
+
+        time.sleep(2)  # hold the slot so that each task lands in its own worker
+        return os.getpid()
+
+    ray.get([imports.remote() for _ in range(workers)])
+
+
 def pruning(tasks_dir: str, seeds: int, folder: Path) -> None:
+    _warm_workers()
     plan_file = folder / "tokens.yaml"
     plan_file.write_text(PRUNING_PLAN)
     plan = load_plan(plan_file)
-    results = {}
-    for pruner in ("median", "none"):
-        url = f"sqlite:///{folder / f'pruning-{pruner}.db'}"
-        argv = ["--plan", str(plan_file), *LEAN, "--seeds", str(seeds), "--tasks-dir", tasks_dir]
-        argv += ["--set", "train.steps=8", "--pruner", pruner]
-        wall = _launch([*argv, "--storage", url])
-        study = optuna.load_study(study_name=f"{plan.name}.smoke.model5", storage=url)
-        results[pruner] = (wall, study.trials)
     print(f"pruning: plan '{plan.name}' ({len(plan.arms)} arms x {seeds} seeds, 8 steps)")
-    for pruner, (wall, found) in results.items():
-        pruned = sum(t.state == TrialState.PRUNED for t in found)
-        arm, value = _best(found)
+    for concurrency, flags in CONCURRENCY:
+        results = {}
+        for pruner in ("median", "none"):
+            url = f"sqlite:///{folder / f'pruning-{pruner}-{concurrency}.db'}"
+            argv = ["--plan", str(plan_file), "--preset", "smoke", *flags, "--seeds", str(seeds)]
+            argv += ["--tasks-dir", tasks_dir, "--set", "train.steps=8", "--pruner", pruner]
+            wall = _launch([*argv, "--storage", url])
+            study = optuna.load_study(study_name=f"{plan.name}.smoke.model5", storage=url)
+            results[pruner] = (wall, study.trials)
+        for pruner, (wall, found) in results.items():
+            pruned = sum(t.state == TrialState.PRUNED for t in found)
+            arm, value = _best(found)
+            print(
+                f"  concurrency {concurrency:<7} --pruner {pruner:<6} trial-seconds "
+                f"{sum(map(_seconds, found)):6.1f}  wall {wall:6.1f} s  pruned {pruned}/"
+                f"{len(found)}  best arm {arm} ({value:.4f})"
+            )
+        spent = {p: sum(map(_seconds, found)) for p, (_, found) in results.items()}
+        saving = 1 - spent["median"] / spent["none"]
+        same = _best(results["median"][1])[0] == _best(results["none"][1])[0]
         print(
-            f"  --pruner {pruner:<6} trial-seconds {sum(map(_seconds, found)):6.1f}"
-            f"  wall {wall:6.1f} s  pruned {pruned}/{len(found)}  best arm {arm} ({value:.4f})"
+            f"  concurrency {concurrency}: saving {saving:.0%} of trial compute; "
+            f"same best arm: {same}"
         )
-    spent = {p: sum(map(_seconds, found)) for p, (_, found) in results.items()}
-    saving = 1 - spent["median"] / spent["none"]
-    same = _best(results["median"][1])[0] == _best(results["none"][1])[0]
-    print(f"  saving {saving:.0%} of trial compute; same best arm: {same}")
+    ray.shutdown()
 
 
 def _seconds(trial: optuna.trial.FrozenTrial) -> float:
@@ -124,11 +153,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--part", choices=("all", "overhead", "pruning"), default="all")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        overhead(args.tasks_dir, args.seeds, Path(tmp))
-        pruning(args.tasks_dir, args.seeds, Path(tmp))
+        if args.part in ("all", "overhead"):
+            overhead(args.tasks_dir, args.seeds, Path(tmp))
+        if args.part in ("all", "pruning"):
+            pruning(args.tasks_dir, args.seeds, Path(tmp))
 
 
 if __name__ == "__main__":

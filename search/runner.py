@@ -29,8 +29,9 @@ from search.pruners import same_seed_reference
 from storage import StorageSettings, open_storage, write_evidence
 
 DEV_PREFIX = "dev."  # user attr dev.<category>: {step: proxy}, each category's held-out proxy
-# Errors of a trial that hold for every cell of its study, so running more of them is waste.
-STUDY_STOPPING = ("AttentionModeError",)
+# Errors of a trial that hold for every cell of its study, so running more of them is waste: the
+# attention mode does not hold on the backbone, or the packaged decoder is not installed.
+STUDY_STOPPING = ("AttentionModeError", "DecoderUnavailableError")
 
 
 @dataclass(frozen=True)

@@ -54,26 +54,6 @@ def test_smoke_study_end_to_end_on_postgresql_two_at_a_time(
     _assert_one_complete_trial_per_cell(postgres_url, STUDY, {("W on", 0), ("W off", 0)})
 
 
-def test_the_weak_arm_is_pruned_with_its_intermediate_values(
-    tasks_dir: Path, sqlite_url: str, tmp_path: Path
-) -> None:
-    plan = tmp_path / "tokens.yaml"
-    plan.write_text(
-        "name: tokens\nbaseline: 32 tokens\narms:\n"
-        "  - {label: 32 tokens, overrides: {}}\n"
-        "  - {label: 4 tokens, overrides: {model.max_length: 4}}\n"  # clearly weaker signal
-    )
-    args = lean_args(tasks_dir, sqlite_url, "--set", "train.steps=6", "--max-concurrent", "1")
-    assert main(["--plan", str(plan), *args, "--pruner", "median", "--prune-after", "1"]) == 0
-    found = trials(sqlite_url, "tokens.smoke.model5")
-    (full,) = by_cell(found, TrialState.COMPLETE)[("32 tokens", 0)]
-    (weak,) = by_cell(found, TrialState.PRUNED)[("4 tokens", 0)]
-    assert sorted(full.intermediate_values) == [2, 4, 6]
-    assert 0 < len(weak.intermediate_values) < len(full.intermediate_values)
-    assert weak.value == weak.intermediate_values[max(weak.intermediate_values)]
-    assert "category.STS" not in weak.user_attrs  # a pruned trial never scores as an arm
-
-
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
