@@ -27,8 +27,10 @@ def two_nodes() -> Iterator[Cluster]:
 def test_trials_run_on_both_nodes(two_nodes: Cluster, tasks_dir: Path, sqlite_url: str) -> None:
     node_ids = {node.node_id for node in two_nodes.list_all_nodes()}
     assert len(node_ids) == 2
-    # One CPU per node and per trial, two trials at once: each node must take one.
+    # One CPU per node and per trial, two trials at once: each node must take one. Without a pruner
+    # no cell waits for its seed's baseline, so both start together.
     args = lean_args(tasks_dir, sqlite_url, "--address", two_nodes.address, "--max-concurrent", "2")
+    args += ["--pruner", "none"]
     assert main(["--study", "layer-weights", *args]) == 0
     complete = by_cell(trials(sqlite_url, "layer-weights.smoke.model5"), TrialState.COMPLETE)
     assert set(complete) == {("W on", 0), ("W off", 0)}
