@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from objectives.config import ConfigError, TrainConfig
-from objectives.tasks import SUBSAMPLE_SEED, TaskDataError, read_jsonl, resolve_tasks_dir
+from objectives.tasks import (
+    SUBSAMPLE_SEED,
+    TaskDataError,
+    pick_rows,
+    read_jsonl,
+    resolve_tasks_dir,
+)
 
 PAIRS_FILE = "train/pairs.jsonl"
 DEV_STS_FILE = "sts/STSBenchmark/dev.jsonl"  # the validation split: never a test split
@@ -158,8 +164,8 @@ def _table_pairs(data: Any, source: str, limit: int | None) -> list[Pair]:
 def drop_overlap(pairs: list[Pair], exclude: set[str]) -> tuple[list[Pair], int]:
     """(the pairs sharing no text with ``exclude``, how many were dropped).
 
-    ``exclude`` holds the evaluated texts, normalised. Online tasks are not read before
-    evaluation, so there it is empty and nothing is dropped.
+    ``exclude`` holds the evaluated texts, normalised. A hub task is read before evaluation only
+    when ``eval.max_texts`` caps it, so an uncapped hub task excludes nothing.
     """
     kept = [
         p
@@ -188,7 +194,7 @@ def cap_pairs(pairs: list[Pair], max_pairs: int | None) -> list[Pair]:
 
 def _seeded_sample(size: int, count: int) -> list[int]:
     """``count`` of ``range(size)`` (all when fewer), in order, the same for every trial."""
-    return sorted(random.Random(SUBSAMPLE_SEED).sample(range(size), min(count, size)))
+    return pick_rows(size, count, random.Random(SUBSAMPLE_SEED))
 
 
 def dev_sts(tasks_dir: str | None, count: int, exclude: set[str]) -> list[tuple[str, str, float]]:

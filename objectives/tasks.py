@@ -8,7 +8,8 @@ not code. Each task becomes an mteb task class whose data come from the local JS
 own evaluators compute the scores exactly as on the leaderboard. Its metadata (main score) is that of
 the MTEB task named by ``mteb``, else that of a registered task of the same type
 (``METADATA_OF_TYPE``), renamed: a local-only task is never run as a different hub task. With no
-tasks directory, task names are MTEB's and load online.
+tasks directory, task names are MTEB's and load online; the default list, which names local-only
+tasks, then becomes ``ONLINE_TASKS`` (``task_names``).
 
 ``EvalConfig.max_texts`` caps the texts each local task encodes with a seeded subsample (the same
 ``SUBSAMPLE_SEED`` for every trial, so all arms and seeds of a study score the same texts):
@@ -23,8 +24,9 @@ tasks directory, task names are MTEB's and load online.
 
 Labelled rows are drawn with mteb's stratified subsampling (label shares kept) where it can work:
 every label at least twice and the cap no smaller than the number of labels; otherwise (e.g. the
-smoke preset's 64 texts over Banking77's 77 intents) at random. Online tasks run as MTEB publishes
-them (``max_texts`` is not applied there).
+smoke preset's 64 texts over Banking77's 77 intents) at random. An MTEB hub task is capped the
+same way (``cap_hub_task``: its data are loaded up front, then subsampled); without ``max_texts``
+it runs as MTEB publishes it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from objectives.config import ConfigError, EvalConfig
+from objectives.config import DEFAULT_TASKS, ONLINE_TASKS, ConfigError, EvalConfig
 
 TASKS_DIR_ENV = "ABLATION_TASKS_DIR"
 MANIFEST = "task.yaml"
@@ -63,6 +65,8 @@ METADATA_OF_TYPE: dict[str, str] = {
     "Clustering": "TwentyNewsgroupsClustering.v2",
 }
 CATEGORY_OF_TYPE = {kind: kind for kind in FILES_OF_TYPE}
+# (text, label) columns of a local labelled task's data; a capped hub task's are renamed to them.
+LOCAL_COLUMNS = {"Classification": ("text", "label"), "Clustering": ("text", "labels")}
 
 
 class TaskDataError(ConfigError):
@@ -224,36 +228,45 @@ _LABELLED = {"text": str, "label": (str, int)}
 _STS = {"sentence1": str, "sentence2": str, "score": (int, float)}
 
 
+def pick_rows(size: int, limit: int | None, rng: random.Random) -> list[int]:
+    """``limit`` of ``range(size)`` drawn without replacement, in order (all when no limit)."""
+    if limit is None or limit >= size:
+        return list(range(size))
+    return sorted(rng.sample(range(size), limit))
+
+
 def _sample(rows: list[Any], limit: int | None, rng: random.Random) -> list[Any]:
     """``limit`` rows drawn without replacement, in file order (all rows when no limit)."""
-    if limit is None or limit >= len(rows):
-        return list(rows)
-    keep = sorted(rng.sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
+    return [rows[i] for i in pick_rows(len(rows), limit, rng)]
 
 
 def _sample_labelled(
     rows: list[dict[str, Any]], limit: int | None, rng: random.Random
 ) -> list[dict[str, Any]]:
-    """``limit`` labelled rows keeping the label shares (mteb's stratified subsampling), in file
-    order; at random where stratifying cannot work (a label seen once, or more labels than rows
-    on either side of the split)."""
-    if limit is None or limit >= len(rows):
-        return list(rows)
-    counts = Counter(str(r["label"]) for r in rows)
-    if min(counts.values()) < 2 or min(limit, len(rows) - limit) < len(counts):
-        return _sample(rows, limit, rng)
+    """``limit`` labelled rows keeping the label shares, in file order (``_pick_labelled``)."""
+    return [rows[i] for i in _pick_labelled([str(r["label"]) for r in rows], limit, rng)]
+
+
+def _pick_labelled(labels: list[str], limit: int | None, rng: random.Random) -> list[int]:
+    """``limit`` row numbers keeping the label shares (mteb's stratified subsampling), in order;
+    at random where stratifying cannot work (a label seen once, or more labels than rows on
+    either side of the split)."""
+    if limit is None or limit >= len(labels):
+        return list(range(len(labels)))
+    counts = Counter(labels)
+    if min(counts.values()) < 2 or min(limit, len(labels) - limit) < len(counts):
+        return pick_rows(len(labels), limit, rng)
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
     from mteb.abstasks.abstask import AbsTask
 
     index = Dataset.from_dict(  # labels already a ClassLabel: mteb need not cast the column
-        {"row": list(range(len(rows))), "label": [str(r["label"]) for r in rows]},
+        {"row": list(range(len(labels))), "label": labels},
         features=Features({"row": Value("int64"), "label": ClassLabel(names=sorted(counts))}),
     )
     picked = AbsTask.stratified_subsampling(
         DatasetDict({"test": index}), seed=rng.randrange(2**31), n_samples=limit
     )["test"]["row"]
-    return [rows[i] for i in sorted(picked)]
+    return sorted(picked)
 
 
 def _metadata(manifest: Manifest) -> Any:
@@ -318,6 +331,23 @@ def _load_sts(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any
     return _local_class(AbsTaskSTS)(_metadata(manifest), {"default": {"test": data}})
 
 
+def _pick_retrieval(
+    query_ids: list[str],
+    doc_ids: list[str],
+    relevant: dict[str, dict[str, int]],
+    max_texts: int,
+    rng: random.Random,
+) -> tuple[list[int], list[int]]:
+    """(query rows, corpus rows) within ``max_texts``: random queries with all their relevant
+    documents, the corpus filled with random other documents (module docstring)."""
+    queries = pick_rows(len(query_ids), max(1, max_texts // RETRIEVAL_TEXTS_PER_QUERY), rng)
+    needed = {d for i in queries for d in relevant[query_ids[i]]}
+    others = [i for i, d in enumerate(doc_ids) if d not in needed]
+    room = max(0, max_texts - len(queries) - len(needed))
+    extra = {others[i] for i in pick_rows(len(others), room, rng)}
+    return queries, [i for i, d in enumerate(doc_ids) if d in needed or i in extra]
+
+
 def _load_retrieval(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any:
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
@@ -346,12 +376,15 @@ def _load_retrieval(manifest: Manifest, config: EvalConfig, rng: random.Random) 
         relevant.setdefault(str(row["query_id"]), {})[str(row["doc_id"])] = int(row["score"])
     queries = [q for q in queries if str(q["id"]) in relevant]
     if config.max_texts is not None:
-        queries = _sample(queries, max(1, config.max_texts // RETRIEVAL_TEXTS_PER_QUERY), rng)
-        needed = {d for q in queries for d in relevant[str(q["id"])]}
-        others = [d for d in corpus if str(d["id"]) not in needed]
-        room = max(0, config.max_texts - len(queries) - len(needed))
-        extra = {str(d["id"]) for d in _sample(others, room, rng)}
-        corpus = [d for d in corpus if str(d["id"]) in needed | extra]
+        kept_queries, kept_docs = _pick_retrieval(
+            [str(q["id"]) for q in queries],
+            [str(d["id"]) for d in corpus],
+            relevant,
+            config.max_texts,
+            rng,
+        )
+        queries = [queries[i] for i in kept_queries]
+        corpus = [corpus[i] for i in kept_docs]
     relevant = {str(q["id"]): relevant[str(q["id"])] for q in queries}
     split = RetrievalSplitData(
         corpus=Dataset.from_dict(
@@ -417,23 +450,106 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def task_names(config: EvalConfig) -> tuple[str, ...]:
+    """The tasks to score: ``config.tasks``, except that the default list, which names local-only
+    tasks, becomes ``ONLINE_TASKS`` when there is no tasks directory (the hub's four categories)."""
+    if config.tasks == DEFAULT_TASKS and resolve_tasks_dir(config.tasks_dir) is None:
+        return ONLINE_TASKS
+    return config.tasks
+
+
 def load_tasks(config: EvalConfig) -> list[Any]:
     """The configured tasks as mteb task objects, local data already read and subsampled.
 
     A name is a local task (a manifest under the tasks directory) or else an MTEB hub task, which
     needs the hub: offline it is an error. Reading everything up front means a missing or
     malformed file fails before any training time is spent (the launcher calls this to check).
+    With ``max_texts`` a hub task's data are downloaded here too, to be capped (``cap_hub_task``).
     """
     local = discover_tasks(config.tasks_dir)
     tasks = []
-    for name in config.tasks:
+    for name in task_names(config):
         if name in local:
             _check_files(local[name])
             rng = random.Random(f"{SUBSAMPLE_SEED}:{name}")
             tasks.append(_LOADERS[local[name].type](local[name], config, rng))
         else:
-            tasks.append(_hub_task(name, local))
+            task = _hub_task(name, local)
+            if config.max_texts is not None:
+                cap_hub_task(task, config)
+            tasks.append(task)
     return tasks
+
+
+def cap_hub_task(task: Any, config: EvalConfig) -> None:
+    """Load an MTEB hub task's data (unless loaded) and cap them as a local task of its type is
+    capped (module docstring: same sampling, same seed), so ``max_texts`` means the same online.
+
+    The data end up as ``{subset: {split: data}}`` like a local task's, marked loaded, so
+    ``mteb.evaluate`` scores them as they are; ``samples_per_label`` applies as offline.
+    """
+    from datasets import DatasetDict
+    from mteb.abstasks.clustering_legacy import AbsTaskClusteringLegacy
+
+    name = task.metadata.name
+    if isinstance(task, AbsTaskClusteringLegacy):
+        successor = task.metadata.superseded_by or "a .v2 clustering task"
+        raise ConfigError(
+            f"MTEB task '{name}' is a legacy clustering task (one row per set of clusters) that "
+            f"eval.max_texts cannot cap; use {successor} or eval.max_texts=None"
+        )
+    if not task.data_loaded:
+        task.load_data()
+    kind, limit = task.metadata.type, config.max_texts
+    by_subset = task.dataset
+    if kind != "Retrieval" and not task.metadata.is_multilingual:
+        by_subset = {"default": task.dataset}  # mteb keeps a monolingual task's splits bare
+    rng = random.Random(f"{SUBSAMPLE_SEED}:{name}")
+    capped = {}
+    for subset, splits in by_subset.items():
+        kept = {
+            split: _cap_hub_split(kind, task, data, limit, rng) for split, data in splits.items()
+        }
+        capped[subset] = kept if kind == "Retrieval" else DatasetDict(kept)
+    task.dataset = capped
+    if kind in LOCAL_COLUMNS:
+        task.input_column_name, task.label_column_name = LOCAL_COLUMNS[kind]
+    if kind == "Classification":
+        task.samples_per_label = config.samples_per_label
+    if kind == "Clustering":  # score exactly the capped texts, as a local clustering task
+        task.max_fraction_of_documents_to_embed = None
+        task.max_document_to_embed = None
+        task.max_documents_per_cluster = max(len(s) for d in capped.values() for s in d.values())
+
+
+def _cap_hub_split(kind: str, task: Any, data: Any, limit: int, rng: random.Random) -> Any:
+    """One split of a hub task, capped as ``_LOADERS[kind]`` caps a local one."""
+    if kind == "STS":
+        return data.select(pick_rows(len(data), max(2, limit // 2), rng))
+    if kind in LOCAL_COLUMNS:  # renamed to a local task's columns, which the evidence reads
+        labels = [str(label) for label in data[task.label_column_name]]
+        kept = data.select(_pick_labelled(labels, limit, rng))
+        text, label = LOCAL_COLUMNS[kind]
+        names = {task.input_column_name: text, task.label_column_name: label}
+        return kept.rename_columns({old: new for old, new in names.items() if old != new})
+    relevant = data["relevant_docs"]
+    query_ids = [str(q) for q in data["queries"]["id"]]
+    usable = [i for i, q in enumerate(query_ids) if relevant.get(q)]
+    picked, docs = _pick_retrieval(
+        [query_ids[i] for i in usable], [str(d) for d in data["corpus"]["id"]], relevant, limit, rng
+    )
+    queries = data["queries"].select([usable[i] for i in picked])
+    corpus = data["corpus"].select(docs)
+    kept_docs = {str(d) for d in corpus["id"]}
+    top_ranked = data.get("top_ranked")
+    return {
+        "corpus": corpus,
+        "queries": queries,
+        "relevant_docs": {str(q): relevant[str(q)] for q in queries["id"]},
+        "top_ranked": None
+        if top_ranked is None
+        else {str(q): [d for d in top_ranked[str(q)] if d in kept_docs] for q in queries["id"]},
+    }
 
 
 def _hub_task(name: str, local: dict[str, Manifest]) -> Any:
@@ -465,7 +581,8 @@ def task_category(task: Any) -> str:
 
 
 def task_texts(task: Any) -> set[str]:
-    """Every text a local task scores (the subsample), to keep dev slices disjoint from them."""
+    """Every text a loaded task scores (local or capped hub: the subsample), to keep training
+    pairs and dev slices disjoint from them; an unloaded hub task has none yet."""
     texts: set[str] = set()
     for splits in (task.dataset or {}).values():
         for split in splits.values():
