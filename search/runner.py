@@ -144,8 +144,9 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
         for key, value in result.user_attrs().items():
             trial.set_user_attr(key, value)
         write_evidence(storage, trial_id, result.evidence)
-        study.tell(trial, result.average)
-        return Outcome(trial_id, "COMPLETE", result.average, node)
+        value = job.plan.objective_value(result.task_scores, result.category_scores)
+        study.tell(trial, value)
+        return Outcome(trial_id, "COMPLETE", value, node)
 
 
 @dataclass(frozen=True)

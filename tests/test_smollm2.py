@@ -239,7 +239,7 @@ def test_short_real_fine_tune_through_run_trial(smollm2_dir: str, tasks_dir: Pat
     config = apply_variant(preset_config("cpu-decoder", shrink), "model3")
     reports: list[tuple[int, float]] = []
     result = run_trial(config, report=lambda step, score: reports.append((step, score)))
-    assert [step for step, _ in reports] == [1, 2]
+    assert [step for step, _ in reports] == [0, 1, 2]  # step 0: the untrained model
     assert result.intermediate == reports
     assert set(result.task_scores) == {"STSBenchmark", "ArxivTitles"}
     assert all(-1.0 <= score <= 1.0 for score in result.task_scores.values())
