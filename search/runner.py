@@ -58,19 +58,6 @@ class Outcome:
     stops_study: bool = False
 
 
-@dataclass(frozen=True)
-class Resources:
-    """Per-trial Ray resources and how many trials may run at once."""
-
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 1
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C reached the driver; running trials were failed and will re-run on relaunch."""
-
-
 def job_configs(configs: dict[str, TrialConfig], cpus_per_trial: float) -> dict[str, dict]:
     """Arm configs as plain data; a config without ``threads`` gets the CPUs Ray reserves for it."""
     threads = max(1, int(cpus_per_trial))
