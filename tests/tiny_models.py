@@ -93,24 +93,19 @@ def tiny_qwen2_dir(
 
 def tiny_bert_dir(path: Path, num_layers: int = 6, hidden_size: int = 32, seed: int = 0) -> Path:
     """Save a random BERT encoder (``num_layers`` x ``hidden_size``) with the MiniLM tokenizer."""
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=BERT_VOCAB,
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        max_position_embeddings=256,
-    )
-    BertModel(config).save_pretrained(path)
-    PreTrainedTokenizerFast.from_pretrained(MINILM_DIR).save_pretrained(path)
-    return path
+    return _tiny_encoder_dir(path, BertConfig, BertModel, num_layers, hidden_size, seed)
 
 
 def tiny_mpnet_dir(path: Path, num_layers: int = 2, hidden_size: int = 32, seed: int = 0) -> Path:
     """Save a random MPNet encoder (all-mpnet-base-v2's architecture) with the MiniLM tokenizer."""
+    return _tiny_encoder_dir(path, MPNetConfig, MPNetModel, num_layers, hidden_size, seed)
+
+
+def _tiny_encoder_dir(
+    path: Path, config_class: type, model_class: type, num_layers: int, hidden_size: int, seed: int
+) -> Path:
     torch.manual_seed(seed)
-    config = MPNetConfig(
+    config = config_class(
         vocab_size=BERT_VOCAB,
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
@@ -118,7 +113,7 @@ def tiny_mpnet_dir(path: Path, num_layers: int = 2, hidden_size: int = 32, seed:
         num_attention_heads=4,
         max_position_embeddings=256,
     )
-    MPNetModel(config).save_pretrained(path)
+    model_class(config).save_pretrained(path)
     PreTrainedTokenizerFast.from_pretrained(MINILM_DIR).save_pretrained(path)
     return path
 
