@@ -12,7 +12,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +44,8 @@ class Evaluation:
     texts_encoded: int
     encode_seconds: float
     evidence: dict[str, TaskEvidence]
+    # mteb's own TaskResult objects, for writing results in MTEB's format (objectives.mteb_results).
+    task_results: list[Any] = field(default_factory=list)
 
 
 class CachedEncoder(AbsEncoder):
@@ -156,4 +158,5 @@ def evaluate(encoder: CachedEncoder, tasks: Sequence[Any], *, progress: bool = T
         texts_encoded=len(encoder.cache),
         encode_seconds=encoder.encode_seconds - encode_before,
         evidence=evidence,
+        task_results=list(result.task_results),
     )

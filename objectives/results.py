@@ -51,6 +51,8 @@ class TrialResult:
     # What produced the numbers: git commit and a content hash per task and of the training data
     # (objectives.provenance); stored as the user attr ``provenance``.
     provenance: dict[str, Any] = field(default_factory=dict)
+    # mteb's TaskResult objects (not stored as attrs): the worker writes them in MTEB's format.
+    task_results: list[Any] = field(default_factory=list)
 
     def user_attrs(self) -> dict[str, Any]:
         """Flat, JSON-ready attributes as stored on the Optuna trial."""

@@ -17,7 +17,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from objectives.backbone import attention_kernels
-from objectives.config import TrialConfig, to_dict
+from objectives.config import EvalConfig, TrialConfig, to_dict
 from objectives.data import (
     DevSlices,
     cap_pairs,
@@ -29,6 +29,7 @@ from objectives.data import (
     split_dev,
 )
 from objectives.dev_signal import DevSet, dev_proxies, labelled_slices
+from objectives.evaluate import save_eval_config
 from objectives.evaluation import CachedEncoder, evaluate
 from objectives.instructions import task_instructions
 from objectives.model import EmbeddingModel
@@ -42,7 +43,10 @@ Report = Callable[[int, dict[str, float]], None]
 
 
 def run_trial(
-    config: TrialConfig, report: Report | None = None, progress: bool = True
+    config: TrialConfig,
+    report: Report | None = None,
+    progress: bool = True,
+    save_to: Path | None = None,
 ) -> TrialResult:
     """Build, fine-tune and score the model ``config`` describes.
 
@@ -55,12 +59,15 @@ def run_trial(
     steps only, not the dev signal), ``eval_seconds`` (the whole mteb run),
     ``train_pairs_per_second``, ``eval_texts_per_second`` (distinct texts per second of encoding)
     and ``peak_memory_mb`` (CUDA peak allocation, else the trial's peak RSS).
+
+    ``save_to``: a directory to keep the scored model in, with the evaluation settings it was scored
+    with, so ``python -m objectives.evaluate --model DIR`` reproduces the scores.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
     limits = threadpool_limits(config.threads) if config.threads else contextlib.nullcontext()
     with limits:
-        return _run(config, report, progress)
+        return _run(config, report, progress, save_to)
 
 
 def resolve_device(device: str) -> str:
@@ -70,7 +77,9 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialResult:
+def _run(
+    config: TrialConfig, report: Report | None, progress: bool, save_to: Path | None
+) -> TrialResult:
     device = resolve_device(config.device)
     with _peak_memory(device) as peak, attention_kernels(device):
         start = time.perf_counter()
@@ -134,6 +143,9 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
             instructions=instructions,
         )
         evaluation = evaluate(encoder, tasks, progress=progress)
+        if save_to is not None:
+            model.save(save_to)
+            save_eval_config(save_to, _scored_with(config.eval, instructions))
     categories = category_means(evaluation.task_scores, evaluation.task_category)
     return TrialResult(
         task_scores=evaluation.task_scores,
@@ -155,26 +167,32 @@ def _run(config: TrialConfig, report: Report | None, progress: bool) -> TrialRes
         provenance={"commit": origin["commit"], "data": origin["data"]},
         task_category=evaluation.task_category,
         evidence=evaluation.evidence,
+        task_results=evaluation.task_results,
         data={"dropped_overlap": dropped},
+    )
+
+
+def _scored_with(config: EvalConfig, instructions: dict[str, str] | None) -> EvalConfig:
+    """The evaluation settings as run: tasks, tasks directory and instructions made explicit."""
+    root = resolve_tasks_dir(config.tasks_dir)
+    used = config.instructions if instructions is None else tuple(sorted(instructions.items()))
+    return dataclasses.replace(
+        config,
+        tasks=task_names(config),
+        tasks_dir=str(root) if root else None,
+        instructions=used,
     )
 
 
 def _resolved(
     config: TrialConfig, source: str, device: str, instructions: dict[str, str] | None
 ) -> dict:
-    """The config as run: tasks directory, training data, device and, when on, every task's
+    """The config as run: tasks, tasks directory, training data, device and, when on, every task's
     instruction made explicit."""
-    root = resolve_tasks_dir(config.eval.tasks_dir)
-    used = config.eval.instructions if instructions is None else tuple(sorted(instructions.items()))
     return to_dict(
         dataclasses.replace(
             config,
-            eval=dataclasses.replace(
-                config.eval,
-                tasks=task_names(config.eval),
-                tasks_dir=str(root) if root else None,
-                instructions=used,
-            ),
+            eval=_scored_with(config.eval, instructions),
             train=dataclasses.replace(config.train, data=source),
             device=device,
         )

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
@@ -107,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=space.Pruning.margin,
         help="prune only trials this far below their seed's median score (default %(default)s)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        default="results",
+        help="MTEB-format results of every finished cell, in mteb's results layout "
+        "(default ./results; on a cluster, a path every worker can write)",
+    )
+    parser.add_argument(
+        "--save-models",
+        action="store_true",
+        help="keep each finished cell's model under RESULTS_DIR/models (re-score it with "
+        "python -m objectives.evaluate --model DIR)",
     )
     parser.add_argument(
         "--rope",
@@ -286,6 +299,8 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             plan=launch.plan,
             configs=runner.job_configs(launch.arms.configs, args.cpus_per_trial),
             pruning=space.Pruning(args.pruner, args.prune_after, args.prune_margin),
+            results_dir=str(Path(args.results_dir).expanduser().resolve()),
+            save_models=args.save_models,
         )
         tracker = scheduler.run_study(storage, study, job, resources, on_change=progress.update)
     except scheduler.Interrupted:

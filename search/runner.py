@@ -16,6 +16,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -23,6 +24,7 @@ import ray
 from optuna.trial import TrialState
 
 from objectives.config import TrialConfig, from_dict, to_dict
+from objectives.mteb_results import cell_revision, write_results
 from search import space
 from search.plans import Plan
 from search.pruners import same_seed_reference
@@ -31,6 +33,8 @@ from storage import StorageSettings, open_storage, write_evidence
 DEV_PREFIX = "dev."  # user attr dev.<category>: {step: proxy}, each category's held-out proxy
 # Errors of a trial that hold for every cell of its study, so running more of them is waste: the
 # attention mode does not hold on the backbone, or the packaged decoder is not installed.
+RESULT_FILES = "results.files"  # user attr: the cell's MTEB-format result files
+MODEL_DIR = "model_dir"  # user attr: where --save-models kept the cell's model
 STUDY_STOPPING = ("AttentionModeError", "DecoderUnavailableError")
 
 
@@ -44,6 +48,10 @@ class Job:
     plan: Plan
     configs: dict[str, dict[str, Any]]
     pruning: space.Pruning = field(default_factory=space.Pruning)
+    # Where each COMPLETE cell's MTEB-format results (and, with save_models, its model) go; an
+    # absolute path every worker can write (shared storage on a cluster); None writes nothing.
+    results_dir: str | None = None
+    save_models: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,8 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             tuned = space.suggest_tunables(trial, job.plan)
             config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
             rules = Bridge(arm == job.plan.baseline, config.train.steps, job.plan.metrics)
-            result = run_trial(config, _reporter(trial, rules), progress=False)
+            save_to = _model_dir(job, arm, seed) if job.save_models else None
+            result = run_trial(config, _reporter(trial, rules), progress=False, save_to=save_to)
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=TrialState.PRUNED)
             return Outcome(trial_id, "PRUNED", frozen.value, node)
@@ -131,6 +140,13 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
         for key, value in result.user_attrs().items():
             trial.set_user_attr(key, value)
         write_evidence(storage, trial_id, result.evidence)
+        if job.results_dir:
+            files = write_results(
+                job.results_dir, result.task_results, study=job.study_name, arm=arm, seed=seed
+            )
+            trial.set_user_attr(RESULT_FILES, [str(path) for path in files])
+        if save_to is not None:
+            trial.set_user_attr(MODEL_DIR, str(save_to))
         value = job.plan.objective_value(result.task_scores, result.category_scores)
         study.tell(trial, value)
         return Outcome(trial_id, "COMPLETE", value, node)
@@ -171,6 +187,11 @@ def _reporter(trial: optuna.Trial, rules: Bridge) -> Callable[[int, dict[str, fl
         raise optuna.TrialPruned(f"pruned at step {step} (dev composite {value:.4f})")
 
     return report
+
+
+def _model_dir(job: Job, arm: str, seed: int) -> Path:
+    """``<results dir>/models/<study>/<arm>.seed<N>``: one saved model per cell."""
+    return Path(job.results_dir or "results") / "models" / job.study_name / cell_revision(arm, seed)
 
 
 def stops_study(exc: BaseException) -> bool:
