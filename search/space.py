@@ -23,7 +23,6 @@ from objectives.backbone import num_layers
 from objectives.config import ConfigError, TrialConfig, override, to_dict
 from objectives.layers import resolve_layers
 from objectives.presets import preset_config
-from objectives.results import OBJECTIVE
 from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
 from search.pruners import SameSeedMedianPruner
@@ -243,7 +242,7 @@ def prepare_study(
     )
     with warnings.catch_warnings():  # an experimental API (Optuna >= 3.2): its warning is noise
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([OBJECTIVE])  # optuna-dashboard shows it, not "Objective 0"
+        study.set_metric_names([plan.objective_name()])  # the dashboard shows it, not "Objective 0"
     attrs = study.user_attrs
     record = plan.record()
     if "plan" in attrs:

@@ -114,6 +114,12 @@ def test_study_records_what_the_reports_read(sqlite_url: str) -> None:
     assert study.metric_names == ["average"]  # what optuna-dashboard calls the value
 
 
+def test_the_study_names_its_value_after_the_plans_objective(sqlite_url: str) -> None:
+    plan = dataclasses.replace(get_plan("layer-weights"), metrics=("STS", "Retrieval"))
+    study, _ = _prepared(sqlite_url, plan)
+    assert study.metric_names == [plan.objective_name()] == ["average of STS, Retrieval"]
+
+
 def test_a_relaunch_with_other_settings_under_the_same_name_is_refused(sqlite_url: str) -> None:
     plan = get_plan("layer-weights")
     _prepared(sqlite_url, plan)
