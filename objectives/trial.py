@@ -91,9 +91,13 @@ def _run(
         )
         evaluated = {normalise(t) for task in tasks for t in task_texts(task)}
         source = pairs_source(config.train, config.eval.tasks_dir)
-        # Hub data are capped before they are materialised (a seeded draw, as cap_pairs keeps).
+        # Hub data are capped before they are materialised (a seeded draw); local files are read
+        # whole, so every local form of the same pairs trains on the same ones.
         limit = config.train.max_pairs
-        limit = None if limit is None else limit + config.train.dev_queries
+        if limit is not None and not Path(source).expanduser().exists():
+            limit += config.train.dev_queries
+        else:
+            limit = None
         pairs, dropped = drop_overlap(load_pairs(source, limit), evaluated)
         pairs, dev_pairs = split_dev(pairs, config.train.dev_queries)
         pairs = cap_pairs(pairs, config.train.max_pairs)
