@@ -54,24 +54,13 @@ def score(
     """Main score per task of ``model`` on the tasks ``eval_config`` names (or ``tasks``, already
     loaded from it), with mteb's evaluators."""
     from objectives.evaluation import CachedEncoder, evaluate
-    from objectives.instructions import task_instructions
+    from objectives.instructions import instructions_of
     from objectives.tasks import load_tasks
 
     if tasks is None:
         tasks = load_tasks(eval_config)
-    instructions = (
-        task_instructions(tasks, dict(eval_config.instructions), eval_config.tasks_dir)
-        if eval_config.use_instructions
-        else None
-    )
-    encoder = CachedEncoder(
-        model,
-        name=Path(model.config.backbone).name,
-        embed_dim=model.dim,
-        batch_size=eval_config.batch_size,
-        query_prompt=model.config.query_prompt,
-        instructions=instructions,
-    )
+    instructions = instructions_of(tasks, eval_config)
+    encoder = CachedEncoder.for_model(model, eval_config.batch_size, instructions)
     return evaluate(encoder, tasks, progress=progress).task_scores
 
 

@@ -85,6 +85,20 @@ class CachedEncoder(AbsEncoder):
             }
         )
 
+    @classmethod
+    def for_model(
+        cls, model: Any, batch_size: int, instructions: Mapping[str, str] | None = None
+    ) -> CachedEncoder:
+        """The encoder of an ``EmbeddingModel``, named after its backbone, with its query prompt."""
+        return cls(
+            model,
+            name=Path(model.config.backbone).name,
+            embed_dim=model.dim,
+            batch_size=batch_size,
+            query_prompt=model.config.query_prompt,
+            instructions=instructions,
+        )
+
     def encode(
         self,
         inputs: Any,

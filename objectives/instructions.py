@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from objectives.config import ConfigError
+from objectives.config import ConfigError, EvalConfig
 from objectives.tasks import discover_tasks
 
 QUERY_INSTRUCTION = "Given a query, retrieve passages that answer it"
@@ -66,6 +66,13 @@ def prompt_for(instruction: str) -> str:
 def instructed_side(task_type: str, is_query: bool) -> bool:
     """Whether this side of a task gets the instruction: both of symmetric tasks, queries else."""
     return task_type in SYMMETRIC_TYPES or is_query
+
+
+def instructions_of(tasks: Sequence[Any], config: EvalConfig) -> dict[str, str] | None:
+    """The instructions ``config`` asks for on ``tasks`` (``None`` when instructions are off)."""
+    if not config.use_instructions:
+        return None
+    return task_instructions(tasks, dict(config.instructions), config.tasks_dir)
 
 
 def task_instructions(

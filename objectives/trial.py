@@ -31,7 +31,7 @@ from objectives.data import (
 from objectives.dev_signal import DevSet, dev_proxies, labelled_slices
 from objectives.evaluate import save_eval_config
 from objectives.evaluation import CachedEncoder, evaluate
-from objectives.instructions import task_instructions
+from objectives.instructions import instructions_of
 from objectives.model import EmbeddingModel
 from objectives.provenance import trial_provenance
 from objectives.results import TrialResult, category_means
@@ -84,11 +84,7 @@ def _run(
     with _peak_memory(device) as peak, attention_kernels(device):
         start = time.perf_counter()
         tasks = load_tasks(config.eval)
-        instructions = (
-            task_instructions(tasks, dict(config.eval.instructions), config.eval.tasks_dir)
-            if config.eval.use_instructions
-            else None
-        )
+        instructions = instructions_of(tasks, config.eval)
         evaluated = {normalise(t) for task in tasks for t in task_texts(task)}
         source = pairs_source(config.train, config.eval.tasks_dir)
         # Hub data are capped before they are materialised (a seeded draw); local files are read
@@ -138,14 +134,7 @@ def _run(
             on_step=on_step,
             progress=progress,
         )
-        encoder = CachedEncoder(
-            model,
-            name=Path(config.model.backbone).name,
-            embed_dim=model.dim,
-            batch_size=config.eval.batch_size,
-            query_prompt=config.model.query_prompt,
-            instructions=instructions,
-        )
+        encoder = CachedEncoder.for_model(model, config.eval.batch_size, instructions)
         evaluation = evaluate(encoder, tasks, progress=progress)
         if save_to is not None:
             model.save(save_to)
