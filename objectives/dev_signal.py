@@ -33,13 +33,8 @@ from sklearn.neighbors import NearestCentroid
 
 from objectives.data import DevSlices, normalise
 from objectives.evaluation import TextEncoder
-from objectives.tasks import (
-    SUBSAMPLE_SEED,
-    read_jsonl,
-    resolve_tasks_dir,
-    task_category,
-    task_folder,
-)
+from objectives.task_folders import SUBSAMPLE_SEED, read_jsonl, resolve_tasks_dir, task_folder
+from objectives.tasks import task_category
 
 MRR_AT = 10
 # Rows drawn per label: two fit a centroid and two are classified, so even a 32-text slice holds

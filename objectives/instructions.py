@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from objectives.config import ConfigError, EvalConfig
-from objectives.tasks import discover_tasks
+from objectives.task_folders import discover_tasks
 
 QUERY_INSTRUCTION = "Given a query, retrieve passages that answer it"
 PROMPT_TEMPLATE = "Instruct: {instruction}\nQuery: "

@@ -31,31 +31,30 @@ it runs as MTEB publishes it.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from objectives.config import DEFAULT_TASKS, ONLINE_TASKS, ConfigError, EvalConfig
+from objectives.task_folders import (
+    FILES_OF_TYPE,
+    SUBSAMPLE_SEED,
+    TASKS_DIR_ENV,
+    Manifest,
+    TaskDataError,
+    check_files,
+    discover_tasks,
+    pick_labelled,
+    pick_rows,
+    read_jsonl,
+    resolve_tasks_dir,
+    sample_labelled,
+    sample_rows,
+)
 
-TASKS_DIR_ENV = "ABLATION_TASKS_DIR"
-MANIFEST = "task.yaml"
-SUBSAMPLE_SEED = 42
 RETRIEVAL_TEXTS_PER_QUERY = 5
 
-# The data files each task type needs in its folder (formats: shared/data/README.md).
-FILES_OF_TYPE: dict[str, tuple[str, ...]] = {
-    "STS": ("test.jsonl",),
-    "Retrieval": ("corpus.jsonl", "queries.jsonl", "qrels.jsonl"),
-    "Classification": ("train.jsonl", "test.jsonl"),
-    "Clustering": ("test.jsonl",),
-}
 # Where a local-only task (no ``mteb`` field) takes its metadata from: a registered MTEB task of the
 # same type whose main score is the type's usual one.
 METADATA_OF_TYPE: dict[str, str] = {
@@ -68,205 +67,8 @@ CATEGORY_OF_TYPE = {kind: kind for kind in FILES_OF_TYPE}
 # (text, label) columns of a local labelled task's data; a capped hub task's are renamed to them.
 LOCAL_COLUMNS = {"Classification": ("text", "label"), "Clustering": ("text", "labels")}
 
-
-class TaskDataError(ConfigError):
-    """A task or training file that is missing or malformed; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """One task folder as its ``task.yaml`` describes it."""
-
-    name: str  # what --tasks selects and what the reports show
-    type: str  # STS | Retrieval | Classification | Clustering: decides files and main score
-    folder: Path  # the folder holding task.yaml and the data files
-    description: str  # one line
-    license: str  # the data's license
-    mteb: str | None = None  # the MTEB task with the same data (online counterpart, metadata)
-    instruction: str | None = None  # the query instruction of instruction-following encoders
-
-    @property
-    def path(self) -> Path:
-        return self.folder / MANIFEST
-
-
-_REQUIRED = ("name", "type", "description", "license")
-_OPTIONAL = ("mteb", "instruction")
-
-
-def read_manifest(path: Path) -> Manifest:
-    """The manifest at ``path``, its fields and type checked (its files are checked on loading)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise TaskDataError(f"{path}: not a readable YAML manifest ({first})") from None
-    if not isinstance(data, dict):
-        raise TaskDataError(f"{path}: a manifest is a mapping with fields {list(_REQUIRED)}")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
-    if unknown:
-        raise TaskDataError(
-            f"{path}: unknown field '{unknown[0]}'; known: {list(_REQUIRED + _OPTIONAL)}"
-        )
-    for field_name in _REQUIRED + _OPTIONAL:
-        value = data.get(field_name)
-        if value is None and field_name in _OPTIONAL:
-            continue
-        if not isinstance(value, str) or not value.strip():
-            problem = "missing field" if value is None else "field must be a non-empty string:"
-            raise TaskDataError(f"{path}: {problem} '{field_name}'")
-    if data["type"] not in FILES_OF_TYPE:
-        raise TaskDataError(
-            f"{path}: field 'type' is '{data['type']}'; use one of {' | '.join(FILES_OF_TYPE)}"
-        )
-    return Manifest(folder=path.parent, **{k: data.get(k) for k in _REQUIRED + _OPTIONAL})
-
-
-def _check_files(manifest: Manifest) -> None:
-    """Every data file the manifest's type needs exists in its folder."""
-    for name in FILES_OF_TYPE[manifest.type]:
-        if not (manifest.folder / name).is_file():
-            raise TaskDataError(
-                f"{manifest.folder / name}: file not found; a {manifest.type} task folder holds "
-                f"{', '.join(FILES_OF_TYPE[manifest.type])} (shared/data/README.md)"
-            )
-
-
-def discover_tasks(tasks_dir: str | None) -> dict[str, Manifest]:
-    """Every task under the tasks directory (any depth) by name; ``{}`` when there is none."""
-    root = resolve_tasks_dir(tasks_dir)
-    if root is None:
-        return {}
-    found: dict[str, Manifest] = {}
-    for path in sorted(root.rglob(MANIFEST)):
-        manifest = read_manifest(path)
-        if manifest.name in found:
-            raise TaskDataError(
-                f"{path}: field 'name' '{manifest.name}' is also the name in "
-                f"{found[manifest.name].path}; task names must be unique"
-            )
-        found[manifest.name] = manifest
-    return found
-
-
-def resolve_tasks_dir(tasks_dir: str | None) -> Path | None:
-    """The tasks directory: the argument, else ``ABLATION_TASKS_DIR``, else ``None`` (online)."""
-    value = tasks_dir or os.environ.get(TASKS_DIR_ENV)
-    if not value:
-        return None
-    path = Path(value).expanduser().resolve()
-    if not path.is_dir():
-        raise TaskDataError(
-            f"tasks directory {path} does not exist; pass --tasks-dir or set {TASKS_DIR_ENV} "
-            "to a folder in the layout of shared/data"
-        )
-    return path
-
-
-def find_manifest(name: str, tasks_dir: str | None) -> Manifest:
-    """The manifest of local task ``name``; ``TaskDataError`` lists the tasks that exist."""
-    found = discover_tasks(tasks_dir)
-    if name not in found:
-        where = resolve_tasks_dir(tasks_dir)
-        raise TaskDataError(
-            f"no local task '{name}' under {where or f'--tasks-dir/{TASKS_DIR_ENV} (unset)'}; "
-            f"found {sorted(found)} (a task folder needs a {MANIFEST})"
-        )
-    return found[name]
-
-
-def task_folder(name: str, tasks_dir: str | None) -> Path:
-    """The folder of local task ``name`` under the tasks directory."""
-    return find_manifest(name, tasks_dir).folder
-
-
-def read_jsonl(
-    path: Path,
-    fields: dict[str, type | tuple[type, ...]],
-    check: Callable[[dict[str, Any]], str | None] | None = None,
-) -> list[dict[str, Any]]:
-    """Rows of a JSONL file, each checked to hold ``fields`` of the given types.
-
-    ``check`` may return a problem with a row (e.g. an unknown id). Any problem raises
-    ``TaskDataError`` naming the file and the 1-based line, so a broken file never becomes a score.
-    """
-    if not path.is_file():
-        raise TaskDataError(
-            f"{path}: file not found; point --tasks-dir / {TASKS_DIR_ENV} at a folder in the "
-            "layout of shared/data"
-        )
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TaskDataError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise TaskDataError(f"{path}:{number}: expected a JSON object")
-            for name, kind in fields.items():
-                value = row.get(name)
-                if value is None:
-                    raise TaskDataError(f"{path}:{number}: missing field '{name}'")
-                if not isinstance(value, kind) or isinstance(value, bool):
-                    raise TaskDataError(
-                        f"{path}:{number}: field '{name}' has the wrong type "
-                        f"({type(value).__name__})"
-                    )
-            problem = check(row) if check else None
-            if problem:
-                raise TaskDataError(f"{path}:{number}: {problem}")
-            rows.append(row)
-    if not rows:
-        raise TaskDataError(f"{path}: file is empty")
-    return rows
-
-
 _LABELLED = {"text": str, "label": (str, int)}
 _STS = {"sentence1": str, "sentence2": str, "score": (int, float)}
-
-
-def pick_rows(size: int, limit: int | None, rng: random.Random) -> list[int]:
-    """``limit`` of ``range(size)`` drawn without replacement, in order (all when no limit)."""
-    if limit is None or limit >= size:
-        return list(range(size))
-    return sorted(rng.sample(range(size), limit))
-
-
-def _sample(rows: list[Any], limit: int | None, rng: random.Random) -> list[Any]:
-    """``limit`` rows drawn without replacement, in file order (all rows when no limit)."""
-    return [rows[i] for i in pick_rows(len(rows), limit, rng)]
-
-
-def _sample_labelled(
-    rows: list[dict[str, Any]], limit: int | None, rng: random.Random
-) -> list[dict[str, Any]]:
-    """``limit`` labelled rows keeping the label shares, in file order (``_pick_labelled``)."""
-    return [rows[i] for i in _pick_labelled([str(r["label"]) for r in rows], limit, rng)]
-
-
-def _pick_labelled(labels: list[str], limit: int | None, rng: random.Random) -> list[int]:
-    """``limit`` row numbers keeping the label shares (mteb's stratified subsampling), in order;
-    at random where stratifying cannot work (a label seen once, or more labels than rows on
-    either side of the split)."""
-    if limit is None or limit >= len(labels):
-        return list(range(len(labels)))
-    counts = Counter(labels)
-    if min(counts.values()) < 2 or min(limit, len(labels) - limit) < len(counts):
-        return pick_rows(len(labels), limit, rng)
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-    from mteb.abstasks.abstask import AbsTask
-
-    index = Dataset.from_dict(  # labels already a ClassLabel: mteb need not cast the column
-        {"row": list(range(len(labels))), "label": labels},
-        features=Features({"row": Value("int64"), "label": ClassLabel(names=sorted(counts))}),
-    )
-    picked = AbsTask.stratified_subsampling(
-        DatasetDict({"test": index}), seed=rng.randrange(2**31), n_samples=limit
-    )["test"]["row"]
-    return sorted(picked)
 
 
 def _metadata(manifest: Manifest) -> Any:
@@ -320,7 +122,7 @@ def _load_sts(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any
 
     rows = read_jsonl(manifest.folder / "test.jsonl", _STS)
     limit = None if config.max_texts is None else max(2, config.max_texts // 2)
-    rows = _sample(rows, limit, rng)
+    rows = sample_rows(rows, limit, rng)
     data = Dataset.from_dict(
         {
             "sentence1": [r["sentence1"] for r in rows],
@@ -406,7 +208,7 @@ def _load_classification(manifest: Manifest, config: EvalConfig, rng: random.Ran
     splits = {}
     for split in ("train", "test"):
         rows = read_jsonl(manifest.folder / f"{split}.jsonl", _LABELLED)
-        rows = _sample_labelled(rows, config.max_texts, rng)
+        rows = sample_labelled(rows, config.max_texts, rng)
         splits[split] = Dataset.from_dict(
             {"text": [r["text"] for r in rows], "label": [str(r["label"]) for r in rows]}
         )
@@ -422,7 +224,7 @@ def _load_clustering(manifest: Manifest, config: EvalConfig, rng: random.Random)
     from mteb.abstasks.clustering import AbsTaskClustering
 
     rows = read_jsonl(manifest.folder / "test.jsonl", _LABELLED)
-    rows = _sample_labelled(rows, config.max_texts, rng)
+    rows = sample_labelled(rows, config.max_texts, rng)
     data = Dataset.from_dict(
         {"text": [r["text"] for r in rows], "labels": [str(r["label"]) for r in rows]}
     )
@@ -470,7 +272,7 @@ def load_tasks(config: EvalConfig) -> list[Any]:
     tasks = []
     for name in task_names(config):
         if name in local:
-            _check_files(local[name])
+            check_files(local[name])
             rng = random.Random(f"{SUBSAMPLE_SEED}:{name}")
             tasks.append(_LOADERS[local[name].type](local[name], config, rng))
         else:
@@ -528,7 +330,7 @@ def _cap_hub_split(kind: str, task: Any, data: Any, limit: int, rng: random.Rand
         return data.select(pick_rows(len(data), max(2, limit // 2), rng))
     if kind in LOCAL_COLUMNS:  # renamed to a local task's columns, which the evidence reads
         labels = [str(label) for label in data[task.label_column_name]]
-        kept = data.select(_pick_labelled(labels, limit, rng))
+        kept = data.select(pick_labelled(labels, limit, rng))
         text, label = LOCAL_COLUMNS[kind]
         names = {task.input_column_name: text, task.label_column_name: label}
         return kept.rename_columns({old: new for old, new in names.items() if old != new})

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from objectives.config import ConfigError, EvalConfig
-from objectives.tasks import TaskDataError, discover_tasks, load_tasks, read_jsonl, task_folder
+from objectives.task_folders import TaskDataError, discover_tasks, read_jsonl, task_folder
+from objectives.tasks import load_tasks
 
 MANIFEST = "name: {name}\ntype: {kind}\ndescription: a test task\nlicense: CC0\n"
 

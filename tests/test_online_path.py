@@ -22,12 +22,10 @@ from objectives.data import ONLINE_PAIRS, PAIRS_FILE, cap_pairs, load_pairs, pai
 from objectives.evaluation import CachedEncoder, evaluate
 from objectives.model import EmbeddingModel
 from objectives.presets import preset_config
+from objectives.task_folders import TASKS_DIR_ENV, TaskDataError, read_jsonl
 from objectives.tasks import (
-    TASKS_DIR_ENV,
-    TaskDataError,
     cap_hub_task,
     load_tasks,
-    read_jsonl,
     task_category,
     task_names,
     task_texts,

@@ -12,7 +12,8 @@ import torch
 from objectives.config import EvalConfig
 from objectives.data import DEV_STS_FILE, Pair, dev_sts, drop_overlap, load_pairs, normalise
 from objectives.presets import preset_config
-from objectives.tasks import load_tasks, read_jsonl, task_texts
+from objectives.task_folders import read_jsonl
+from objectives.tasks import load_tasks, task_texts
 from objectives.trial import run_trial
 
 

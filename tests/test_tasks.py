@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from objectives.config import ConfigError, EvalConfig
-from objectives.tasks import (
-    TaskDataError,
-    discover_tasks,
-    load_tasks,
-    resolve_tasks_dir,
-    task_category,
-)
+from objectives.task_folders import TaskDataError, discover_tasks, resolve_tasks_dir
+from objectives.tasks import load_tasks, task_category
 
 
 def _split(task, name="test"):

@@ -10,7 +10,7 @@ import torch
 
 from objectives.presets import preset_config
 from objectives.results import CATEGORIES
-from objectives.tasks import TaskDataError
+from objectives.task_folders import TaskDataError
 from objectives.trial import run_trial
 
 ALL_CATEGORIES = "SICK-R,STS14,SciFactSubset,Banking77Classification,Banking77Intents"
