@@ -4,7 +4,9 @@ Cells are enqueued, not sampled: every arm x seed runs exactly once, in a fixed 
 baseline first, so a pruner has a reference early), and enqueueing is idempotent, so relaunching
 a study adds only the cells that have no finished, queued or running trial. Arms that cannot
 exist on the chosen backbone, or that build the same model as another arm, are skipped with a reason
-that is stored with the study.
+that is stored with the study. A relaunch must train and score what the study's earlier trials did:
+the same config and arms, and the same task files and training data, byte for byte (their content
+hashes are stored with the study), or the trials of two experiments would share one table.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from optuna.trial import TrialState
 
 from objectives.backbone import num_layers
 from objectives.config import ConfigError, TrialConfig, override, to_dict
+from objectives.data import pairs_source
 from objectives.layers import resolve_layers
 from objectives.presets import preset_config
+from objectives.provenance import data_hashes
+from objectives.tasks import discover_tasks, task_names
 from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
 from search.pruners import SameSeedMedianPruner
@@ -42,6 +47,7 @@ POOLING_IGNORES: dict[str, tuple[str, ...]] = {
 _ANY_DEPTH = 10_000
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
+DATA_HASHES = "data_hashes"  # study user attr: study_data_hashes at the study's first launch
 
 
 @dataclass(frozen=True)
@@ -231,37 +237,78 @@ def prepare_study(
     arms: Arms,
     settings: Settings,
 ) -> optuna.Study:
-    """Create the study or check that an existing one ran the same plan on the same base config.
+    """Create the study or check that an existing one ran the same plan on the same base config
+    and data.
 
-    A relaunch may add seeds; a different base config or different arm overrides under the same name
-    would mix two experiments, so it is refused with the fix (another ``--study-name``).
+    A relaunch may add seeds; a different base config, different arm overrides or other task files
+    or training data (``study_data_hashes``) under the same name would mix two experiments, so it
+    is refused (``PlanError``, one line with the fix) before anything is written.
     """
     fp = fingerprint(arms.base)
+    hashes = study_data_hashes(arms.base)  # read before writing: a broken file changes nothing
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True
     )
-    with warnings.catch_warnings():  # an experimental API (Optuna >= 3.2): its warning is noise
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([plan.objective_name()])  # the dashboard shows it, not "Objective 0"
     attrs = study.user_attrs
     record = plan.record()
     if "plan" in attrs:
-        old_fp = attrs.get("config_fingerprint")
-        old_arms = {a["label"]: a["overrides"] for a in attrs["plan"].get("arms", [])}
-        new_arms = {a["label"]: a["overrides"] for a in record["arms"]}
-        if old_fp != fp or old_arms != new_arms:
-            raise PlanError(
-                f"study '{name}' was run with other settings (config {old_fp}, now {fp}; "
-                "or other arms); pass --study-name to start a separate study"
-            )
+        _check_same_experiment(name, attrs, record, fp, hashes)
         record["seeds"] = sorted(set(attrs["plan"].get("seeds", [])) | set(record["seeds"]))
+    with warnings.catch_warnings():  # an experimental API (Optuna >= 3.2): its warning is noise
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([plan.objective_name()])  # the dashboard shows it, not "Objective 0"
     study.set_user_attr("plan", record)
     study.set_user_attr("skipped_arms", arms.skipped)
     study.set_user_attr("preset", settings.preset)
     study.set_user_attr("backbone", arms.base.model.backbone)
     study.set_user_attr("base", settings.base or plan.base)
     study.set_user_attr("config_fingerprint", fp)
+    study.set_user_attr(DATA_HASHES, hashes)
     return study
+
+
+def _check_same_experiment(
+    name: str, attrs: dict[str, Any], record: dict[str, Any], fp: str, hashes: dict[str, str]
+) -> None:
+    old_fp = attrs.get("config_fingerprint")
+    old_arms = {a["label"]: a["overrides"] for a in attrs["plan"].get("arms", [])}
+    new_arms = {a["label"]: a["overrides"] for a in record["arms"]}
+    if old_fp != fp or old_arms != new_arms:
+        raise PlanError(
+            f"study '{name}' was run with other settings (config {old_fp}, now {fp}; "
+            "or other arms); pass --study-name to start a separate study"
+        )
+    old = attrs.get(DATA_HASHES)
+    if old is None:  # a study from before data hashes were recorded: nothing to compare with
+        return
+    changed = sorted(key for key in old.keys() | hashes.keys() if old.get(key) != hashes.get(key))
+    if changed:
+        raise PlanError(
+            f"study '{name}' was run on other data ({', '.join(changed)} differ in content); "
+            "pass --study-name to start a separate study, or restore the data it was run on"
+        )
+
+
+def study_data_hashes(config: TrialConfig) -> dict[str, str]:
+    """The content hash of each task and of the training data that trials of ``config`` read, keyed
+    as ``objectives.provenance`` keys a trial's: ``task.<name>`` and ``train``.
+
+    A hub task is recorded by its pinned dataset revision, as the trial records it.
+    """
+    local = discover_tasks(config.eval.tasks_dir)
+    names = task_names(config.eval)
+    source = pairs_source(config.train, config.eval.tasks_dir)
+    hashes = data_hashes({n: local[n].folder for n in names if n in local}, source)
+    for name in names:
+        if name not in local:
+            hashes[f"task.{name}"] = f"hub:{_hub_revision(name)}"
+    return hashes
+
+
+def _hub_revision(name: str) -> str:
+    import mteb  # only for hub tasks: its metadata, no download
+
+    return str((mteb.get_task(name).metadata.dataset or {}).get("revision", "unpinned"))
 
 
 def cells(plan: Plan, arms: Arms) -> list[tuple[str, int]]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
+import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -12,6 +15,8 @@ from optuna.trial import TrialState
 
 from objectives.config import PoolingConfig
 from objectives.pooling import build_pooling
+from objectives.provenance import trial_provenance
+from objectives.tasks import load_tasks
 from search import space
 from search.plans import Arm, Plan, PlanError, get_plan
 from search.pruners import SameSeedMedianPruner
@@ -120,10 +125,13 @@ def test_the_study_names_its_value_after_the_plans_objective(sqlite_url: str) ->
     assert study.metric_names == [plan.objective_name()] == ["average of STS, Retrieval"]
 
 
-def test_a_relaunch_with_other_settings_under_the_same_name_is_refused(sqlite_url: str) -> None:
+def test_a_relaunch_with_other_settings_under_the_same_name_is_refused(
+    tasks_dir: Path, tmp_path: Path, sqlite_url: str
+) -> None:
     plan = get_plan("layer-weights")
     _prepared(sqlite_url, plan)
-    _prepared(sqlite_url, plan, space.Settings("smoke", changes=(("eval.tasks_dir", "/x"),)))
+    moved = shutil.copytree(tasks_dir, tmp_path / "moved")  # the same data elsewhere: accepted
+    _prepared(sqlite_url, plan, space.Settings("smoke", changes=(("eval.tasks_dir", str(moved)),)))
     with pytest.raises(PlanError, match="was run with other settings"):
         _prepared(sqlite_url, plan, space.Settings("smoke", changes=(("train.steps", "9"),)))
 
@@ -136,6 +144,71 @@ def test_more_seeds_extend_the_same_study(sqlite_url: str) -> None:
     study, arms = _prepared(sqlite_url, wider)
     assert space.enqueue_missing(study, wider, arms) == [("W on", 3), ("W off", 3)]
     assert study.user_attrs["plan"]["seeds"] == [0, 1, 2, 3]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def _own_data(tasks_dir: Path, tmp_path: Path) -> tuple[space.Settings, Path, Path]:
+    """Settings whose one task and training file are copies the test may change."""
+    task = shutil.copytree(tasks_dir / "sts" / "STSBenchmark", tmp_path / "tasks" / "STSBenchmark")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"query": "a cat", "positive": "a kitten"}\n', encoding="utf-8")
+    changes = (("eval.tasks", "STSBenchmark"), ("train.data", str(pairs)))
+    settings = space.Settings("smoke", tasks_dir=str(tmp_path / "tasks"), changes=changes)
+    return settings, task / "test.jsonl", pairs
+
+
+def test_the_study_stores_the_data_hashes_a_trial_of_it_records(
+    tasks_dir: Path, tmp_path: Path, sqlite_url: str
+) -> None:
+    settings, _, pairs = _own_data(tasks_dir, tmp_path)
+    plan = get_plan("layer-weights")
+    study, arms = _prepared(sqlite_url, plan, settings)
+    config = arms.base
+    trial_side = trial_provenance(load_tasks(config.eval), config.eval.tasks_dir, str(pairs))
+    assert study.user_attrs[space.DATA_HASHES] == trial_side["data"]
+    assert set(trial_side["data"]) == {"task.STSBenchmark", "train"}
+
+
+def test_a_relaunch_on_changed_task_files_or_training_data_is_refused_and_writes_nothing(
+    tasks_dir: Path, tmp_path: Path, any_url: str
+) -> None:
+    settings, task_file, pairs = _own_data(tasks_dir, tmp_path)
+    plan = get_plan("layer-weights")
+    name = f"data-{uuid.uuid4().hex[:8]}"
+    storage = optuna.storages.RDBStorage(any_url)
+    arms = space.resolve_arms(plan, settings)
+    study = space.prepare_study(storage, name, plan, arms, settings)
+    space.enqueue_missing(study, plan, arms)
+    before = (study.user_attrs, len(study.trials))
+    wider = dataclasses.replace(plan, seeds=4)  # a relaunch that would extend the study
+    wider_arms = space.resolve_arms(wider, settings)
+    for changed, key in ((task_file, "task.STSBenchmark"), (pairs, "train")):
+        original = changed.read_bytes()
+        changed.write_bytes(original + b"\n")
+        fix = "pass --study-name to start a separate study, or restore the data it was run on$"
+        with pytest.raises(
+            PlanError, match=rf"'{name}' was run on other data \({key} differ.*{fix}"
+        ):
+            space.prepare_study(storage, name, wider, wider_arms, settings)
+        reloaded = optuna.load_study(study_name=name, storage=storage)
+        assert (reloaded.user_attrs, len(reloaded.trials)) == before
+        changed.write_bytes(original)
+    study = space.prepare_study(storage, name, wider, wider_arms, settings)  # the data restored
+    assert study.user_attrs["plan"]["seeds"] == [0, 1, 2, 3]
+
+
+def test_a_study_from_before_data_hashes_accepts_a_relaunch_and_records_them(
+    sqlite_url: str,
+) -> None:
+    plan = get_plan("layer-weights")
+    study, arms = _prepared(sqlite_url, plan)
+    study.set_user_attr(space.DATA_HASHES, None)  # as a study written before the check reads
+    study, _ = _prepared(sqlite_url, plan)
+    assert study.user_attrs[space.DATA_HASHES] == space.study_data_hashes(arms.base)
 
 
 @pytest.mark.parametrize(
