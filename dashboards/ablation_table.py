@@ -25,6 +25,7 @@ from dashboards.verdicts import (
     BETTER,
     DID_NOT_LEARN,
     METHOD,
+    NOT_LEARNED,
     PRUNED,
     ROPE,
     WORSE,
@@ -126,7 +127,8 @@ class AblationTable:
             f"all {self.tests} tests of the study), else inconclusive; '{PRUNED}' when a pruned "
             f"seed leaves it undecided; the paper's Wilcoxon signed-rank across a column's tasks is "
             f"listed apart; '{DID_NOT_LEARN}': the dev signal rose from step 0 by less than "
-            f"max(ROPE, 2 x its step-0 spread across seeds)"
+            f"max(ROPE, 2 x its step-0 spread across seeds); '{NOT_LEARNED}': the arm or the "
+            f"baseline did not learn, so no other verdict is given"
         )
 
 
@@ -158,7 +160,7 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
     rows, tests = _holm_and_verdicts(rows, tested, alpha, rope)
     rows = _mark_best(rows, columns)
     shared = [r.shared for r in rows if not r.is_baseline and r.complete]
-    warnings = []
+    warnings = _learning_warnings(rows, chosen)
     if shared and min(shared) <= 2:
         warnings.append(
             f"only {min(shared)} seed(s) shared with the baseline: a t interval over so few seeds "
@@ -176,6 +178,28 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
         item_level=resampler.complete,
         warnings=warnings,
     )
+
+
+def _learning_warnings(
+    rows: list[ArmRow], chosen: dict[str, dict[object, FrozenTrial]]
+) -> list[str]:
+    """Name the arms that did not learn and the fix: more optimizer steps than the trials ran."""
+    stuck = [r.arm for r in rows if r.learned is False]
+    if not stuck:
+        return []
+    steps = [
+        int(t.user_attrs["config"]["train"]["steps"])
+        for arm in stuck
+        for t in chosen[arm].values()
+        if "steps" in (t.user_attrs.get("config") or {}).get("train", {})
+    ]
+    more = f"--set train.steps={4 * max(steps)}" if steps else "--set train.steps=N"
+    names = ", ".join(f"'{arm}'" for arm in stuck)
+    return [
+        f"{names} did not learn (dev signal within noise of its step-0 value), so no verdict "
+        f"compares them ('{NOT_LEARNED}'); train longer, e.g. {more} (a new --study-name: "
+        "other settings make other cells)"
+    ]
 
 
 def _columns(
@@ -377,15 +401,17 @@ def _holm_and_verdicts(
         if cell.tasks_test is not None and cell.tasks_test.p is not None:
             keys.append((arm, column, "tasks", cell.tasks_test.p))
     adjusted = dict(zip([k[:3] for k in keys], holm([k[3] for k in keys]), strict=True))
+    baseline_learned = next((r.learned for r in rows if r.is_baseline), None)
     out = []
     for row in rows:
+        both_learned = row.learned is not False and baseline_learned is not False
         cells = {}
         for column, cell in row.cells.items():
             if (row.arm, column) not in tested:
                 cells[column] = cell
                 continue
             p_holm = adjusted.get((row.arm, column, "interval"))
-            word = verdict(cell.interval, p_holm, rope, alpha)
+            word = verdict(cell.interval, p_holm, rope, alpha, both_learned)
             if row.pruned_cells and word not in (BETTER, WORSE):
                 word = PRUNED
             cells[column] = _with(

@@ -14,8 +14,11 @@ items of the same task would give other scores). The interval combines both:
 The interval is Student t with Welch-Satterthwaite degrees of freedom (the item variance counts as
 known), so with 2 seeds it is wide, as it must be. Verdicts: ``equivalent``
 when the interval lies inside +-ROPE; ``better``/``worse`` when it excludes 0 and the Holm-adjusted
-p-value (over every test of the study) is below alpha; else ``inconclusive``. The paper's own test,
-Wilcoxon signed-rank across the tasks of a category, is reported beside it where it can reach alpha.
+p-value (over every test of the study) is below alpha; else ``inconclusive``. No pair in which the
+arm or the baseline did not learn gets a decided word (``inconclusive (did not learn)``): the
+difference of two heads that training left where they started says how they were initialised, not
+what the ablated part does. The paper's own test, Wilcoxon signed-rank across the tasks of a
+category, is reported beside it where it can reach alpha.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ POWER = 0.8
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent", "inconclusive"
 PRUNED = "pruned (worse on dev)"
 DID_NOT_LEARN = "did not learn"
+# A pair in which either arm did not learn compares untrained heads, not the ablation: no word but this.
+NOT_LEARNED = f"{INCONCLUSIVE} ({DID_NOT_LEARN})"
 METHOD = (
     "paired difference vs the baseline over the seeds both completed; 95% interval: Student t over "
     "seeds (Welch-Satterthwaite df) plus test-item variance from a paired bootstrap over items"
@@ -99,8 +104,18 @@ def paired_interval(
     return Interval(mean, mean - half, mean + half, n, p, se, df, item_draws is not None)
 
 
-def verdict(interval: Interval | None, p_adjusted: float | None, rope: float, alpha: float) -> str:
-    """``equivalent`` inside +-rope, else ``better``/``worse`` if Holm-significant, else ``inconclusive``."""
+def verdict(
+    interval: Interval | None,
+    p_adjusted: float | None,
+    rope: float,
+    alpha: float,
+    both_learned: bool = True,
+) -> str:
+    """``equivalent`` inside +-rope, else ``better``/``worse`` if Holm-significant, else
+    ``inconclusive``; always ``inconclusive (did not learn)`` when the arm or its baseline did not
+    learn (``both_learned`` false)."""
+    if not both_learned:
+        return NOT_LEARNED
     if interval is None or interval.low is None or interval.high is None:
         return INCONCLUSIVE
     if -rope <= interval.low and interval.high <= rope:

@@ -26,7 +26,7 @@ from dashboards.ablation_table import build_table
 from dashboards.figures import importance_figures
 from dashboards.records import load_records
 from dashboards.report import main as report_main
-from dashboards.verdicts import PRUNED
+from dashboards.verdicts import NOT_LEARNED, PRUNED
 from tests.study_fixtures import LAYER_WEIGHTS_ARMS, SKIPPED, ArmSpec, add_seeds, write_study
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,6 +187,28 @@ def test_a_planted_effect_of_0_05_on_3_seeds_is_called_better_and_none_equivalen
     assert rows["same"].cells["average"].verdict in ("equivalent", "inconclusive")
     interval = rows["same"].cells["average"].interval
     assert interval.low < 0 < interval.high and interval.item_level
+
+
+def test_a_planted_effect_is_not_called_when_the_baseline_did_not_learn(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    arms = (ArmSpec("base", 0.0), ArmSpec("up", 0.05))
+    source = write_study(optuna.storages.InMemoryStorage(), arms=arms, baseline="base")
+    study = optuna.create_study(study_name="stuck", storage=url, direction="maximize")
+    study.set_user_attr("plan", source.user_attrs["plan"])
+    for trial in source.trials:  # the baseline's dev signal stays at its step-0 value
+        if trial.params["arm"] == "base":
+            start = trial.intermediate_values[0]
+            trial.intermediate_values = dict.fromkeys(trial.intermediate_values, start)
+        study.add_trial(trial)
+    table = build_table(load_records("stuck", url))
+    rows = {r.arm: r for r in table.rows}
+    assert rows["base"].learned is False and rows["up"].learned is True
+    assert {c: cell.verdict for c, cell in rows["up"].cells.items()} == dict.fromkeys(
+        table.columns, NOT_LEARNED
+    )
+    assert rows["up"].cells["average"].interval.low > 0  # the numbers stay; only the word is held
+    warning = next(w for w in table.warnings if "did not learn" in w)
+    assert "'base'" in warning and "--set train.steps=32" in warning  # 4 x the 8 steps it ran
 
 
 def test_a_cell_with_several_trials_is_its_best_trial_everywhere(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from dashboards.verdicts import (
     BETTER,
     EQUIVALENT,
     INCONCLUSIVE,
+    NOT_LEARNED,
     WORSE,
     detectable_effect,
     holm,
@@ -60,6 +61,14 @@ def test_verdict_words_follow_the_interval_the_rope_and_the_adjusted_p() -> None
     assert verdict(up, 0.2, 0.005, 0.05) == INCONCLUSIVE  # not significant after Holm
     down = paired_interval([-0.050, -0.052, -0.049], None)
     assert verdict(down, 0.001, 0.005, 0.05) == WORSE
+
+
+def test_no_verdict_is_decided_when_the_arm_or_its_baseline_did_not_learn() -> None:
+    up = paired_interval([0.050, 0.052, 0.049], None)
+    inside = paired_interval([0.001, -0.001, 0.0005], None)
+    assert verdict(up, 0.001, 0.005, 0.05, both_learned=False) == NOT_LEARNED
+    assert verdict(inside, 0.9, 0.005, 0.05, both_learned=False) == NOT_LEARNED
+    assert NOT_LEARNED == "inconclusive (did not learn)"
 
 
 def test_wilcoxon_is_na_where_k_tasks_cannot_reach_alpha_and_names_the_smallest_p() -> None:
