@@ -138,3 +138,24 @@ def test_help_lists_every_study_in_one_line() -> None:
     )
     for name in ("pooling-attention", "layer-range", "top-k-layers", "cross-attn-width"):
         assert any(line.strip().startswith(name) for line in done.stdout.splitlines())
+
+
+def test_a_relaunch_on_changed_training_data_is_one_line_exit_2_and_writes_nothing(
+    tasks_dir: Path, tmp_path: Path, sqlite_url: str, monkeypatch, capsys
+) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"query": "a cat", "positive": "a kitten"}\n', encoding="utf-8")
+    argv = ["--study", "layer-weights", *lean_args(tasks_dir, sqlite_url, "--set")]
+    argv.append(f"train.data={pairs}")
+    # Running the queued cells is not what this test is about: the first launch only queues them.
+    monkeypatch.setattr("search.launch._execute", lambda *_: 0)
+    assert main(argv) == 1  # queued, not run: cells without a finished trial
+    before = trials(sqlite_url, STUDY)
+    capsys.readouterr()
+
+    pairs.write_text('{"query": "a dog", "positive": "a puppy"}\n', encoding="utf-8")
+    assert main([*argv, "--seeds", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"study '{STUDY}' was run on other data (train differ" in err and "--study-name" in err
+    assert [t.number for t in trials(sqlite_url, STUDY)] == [t.number for t in before]
