@@ -20,6 +20,7 @@ from dashboards.figures import cost_figure, forest_plot, importance_figures, int
 from dashboards.html_page import ReportContent, render
 from dashboards.records import ReportError, StudyRecords, load_records
 from dashboards.verdicts import ALPHA, ROPE
+from objectives.cli import one_line_errors
 from storage.cli import add_storage_argument
 
 
@@ -61,6 +62,7 @@ def _write(path: Path, text: str) -> None:
     print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KB)", flush=True)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dashboards.report", description=__doc__.splitlines()[0]
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reading study '{args.study}'", flush=True)
     try:
         write_report(args.study, args.out, args.storage, exports, alpha=args.alpha, rope=args.rope)
-    except ReportError as exc:
+    except ReportError as exc:  # until dashboards.records.ReportError is an AblationError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

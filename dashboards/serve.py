@@ -15,8 +15,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
-from storage import redact, resolve_url
-from storage.cli import add_storage_argument, open_storage_or_exit
+from objectives.cli import one_line_errors
+from objectives.errors import AblationError
+from storage import open_storage, redact, resolve_url
+from storage.cli import add_storage_argument
 
 ALL_INTERFACES = ("0.0.0.0", "")
 
@@ -34,6 +36,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dashboards.serve", description=__doc__.splitlines()[0]
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port must be 0..65535, got {args.port}")
 
     url = resolve_url(args.storage)
-    storage = open_storage_or_exit(url)
+    storage = open_storage(url)
     try:
         server = make_server(
             args.host,
@@ -60,12 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             handler_class=_QuietHandler,
         )
     except OSError as exc:
-        print(
-            f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
-            "pick another --port or --host",
-            file=sys.stderr,
-        )
-        return 2
+        raise AblationError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+            "pick another --port or --host"
+        ) from None
     if args.host in ALL_INTERFACES:
         print(
             "warning: listening on all interfaces; anyone who can reach this machine can edit "

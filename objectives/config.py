@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from objectives.errors import AblationError
+
 Attention = Literal["causal", "bidirectional"]
 PoolingKind = Literal["eos", "mean", "last_layer", "multi_layer"]
 LayerSummary = Literal["eos", "mean"]
@@ -44,7 +46,7 @@ _TRUE = ("true", "on", "yes", "1")
 _FALSE = ("false", "off", "no", "0")
 
 
-class ConfigError(ValueError):
+class ConfigError(AblationError, ValueError):
     """A configuration that cannot be built; the message names the field and the fix."""
 
 

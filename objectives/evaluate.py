@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from objectives.cli import one_line_errors
 from objectives.config import (
     ConfigError,
     EvalConfig,
@@ -24,12 +25,12 @@ from objectives.config import (
     override,
     to_dict,
 )
+from objectives.errors import EXIT_INPUT
 
 if TYPE_CHECKING:
     from objectives.model import EmbeddingModel
 
 EVAL_CONFIG_FILE = "eval_config.json"
-EXIT_INPUT = 2
 
 
 def save_eval_config(path: str | Path, config: EvalConfig) -> None:
@@ -91,46 +92,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     saved = Path(args.model).expanduser()
     is_saved = (saved / "model_config.json").is_file()
-    try:
-        eval_config = eval_config_of(saved) if is_saved else EvalConfig()
-        changes = {
-            "tasks": args.tasks,
-            "tasks_dir": args.tasks_dir,
-            "max_texts": args.max_texts,
-        }
-        eval_config = override(eval_config, {k: v for k, v in changes.items() if v is not None})
-        if not is_saved:
-            model_config = override(
-                ModelConfig(backbone=args.model, pooling=PoolingConfig(kind="mean"), lora=None),
-                {
-                    "pooling.kind": args.pooling,
-                    "attention": args.attention,
-                    **({"max_length": args.max_length} if args.max_length else {}),
-                },
+    eval_config = eval_config_of(saved) if is_saved else EvalConfig()
+    changes = {
+        "tasks": args.tasks,
+        "tasks_dir": args.tasks_dir,
+        "max_texts": args.max_texts,
+    }
+    eval_config = override(eval_config, {k: v for k, v in changes.items() if v is not None})
+    if not is_saved:
+        model_config = override(
+            ModelConfig(backbone=args.model, pooling=PoolingConfig(kind="mean"), lora=None),
+            {
+                "pooling.kind": args.pooling,
+                "attention": args.attention,
+                **({"max_length": args.max_length} if args.max_length else {}),
+            },
+        )
+        if model_config.pooling.kind not in ("eos", "mean"):
+            raise ConfigError(
+                f"--pooling {args.pooling}: an untrained backbone takes eos or mean; a "
+                "trainable head needs a trained model directory"
             )
-            if model_config.pooling.kind not in ("eos", "mean"):
-                raise ConfigError(
-                    f"--pooling {args.pooling}: an untrained backbone takes eos or mean; a "
-                    "trainable head needs a trained model directory"
-                )
-        from objectives.model import EmbeddingModel
-        from objectives.tasks import load_tasks
+    from objectives.model import EmbeddingModel
+    from objectives.tasks import load_tasks
 
-        tasks = load_tasks(eval_config)  # bad task names and files fail before the model loads
-        if is_saved:
-            model = EmbeddingModel.load(saved, device=args.device)
-        else:
-            # Untrained: with lora=None nothing is adapted, so a mean- or EOS-pooled backbone is
-            # exactly the published pretrained model.
-            model = EmbeddingModel.build(model_config, seed=0, device=args.device)
-        scores = score(model, eval_config, tasks, progress=not args.json)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+    tasks = load_tasks(eval_config)  # bad task names and files fail before the model loads
+    if is_saved:
+        model = EmbeddingModel.load(saved, device=args.device)
+    else:
+        # Untrained: with lora=None nothing is adapted, so a mean- or EOS-pooled backbone is
+        # exactly the published pretrained model.
+        model = EmbeddingModel.build(model_config, seed=0, device=args.device)
+    scores = score(model, eval_config, tasks, progress=not args.json)
     for task, value in scores.items():
         print(f"{task:<28} {value:.5f}")
     if args.json:

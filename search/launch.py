@@ -19,6 +19,7 @@ import optuna
 import ray
 
 from objectives.config import ConfigError, EvalConfig
+from objectives.errors import AblationError
 from objectives.presets import PRESETS
 from objectives.tasks import load_tasks, resolve_tasks_dir, task_category
 from objectives.variants import VARIANTS
@@ -37,7 +38,7 @@ DROPPED = "data.dropped_overlap"  # trial user attr: training pairs holding an e
 _FORWARDED_ENV = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "ABLATION_TASKS_DIR")
 
 
-class LaunchError(RuntimeError):
+class LaunchError(AblationError, RuntimeError):
     """Bad input found before the launch writes anything; one line that names the fix."""
 
 

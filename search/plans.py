@@ -20,13 +20,14 @@ import tomllib
 import yaml
 
 from objectives.config import ConfigError
+from objectives.errors import AblationError
 from objectives.results import CATEGORIES, OBJECTIVE
 from objectives.variants import VARIANTS
 
 Action = Literal["replace", "remove"]
 
 
-class PlanError(ValueError):
+class PlanError(AblationError, ValueError):
     """A plan that cannot be used; the message is one line that names the fix."""
 
 

@@ -11,16 +11,18 @@ from collections import Counter
 
 import optuna
 
-from storage import redact, resolve_url
-from storage.cli import add_storage_argument, open_storage_or_exit
+from objectives.cli import one_line_errors
+from storage import open_storage, redact, resolve_url
+from storage.cli import add_storage_argument
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__)
     add_storage_argument(parser)
     args = parser.parse_args(argv)
     url = resolve_url(args.storage)
-    storage = open_storage_or_exit(url)
+    storage = open_storage(url)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     print(f"ok: {redact(url)} ({len(summaries)} studies)")
     for summary in summaries:

@@ -13,12 +13,14 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from objectives.errors import AblationError
+
 ENV_VAR = "ABLATION_STORAGE"
 DEFAULT_URL = "sqlite:///studies.db"
 EXAMPLE_PG = "postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME"
 
 
-class StorageError(RuntimeError):
+class StorageError(AblationError, RuntimeError):
     """A storage that cannot be used; the message is one line that names the fix."""
 
 

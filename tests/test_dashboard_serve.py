@@ -8,6 +8,7 @@ dashboard shows.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -158,3 +159,19 @@ def test_bad_storage_is_one_line_and_exit_2(postgres_url: str) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no_such_database_here" in lines[0] and "createdb" in lines[0]
+
+
+def test_a_port_in_use_is_one_line_naming_the_fix(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dashboards.serve import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--storage", sqlite_url, "--port", str(port)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert lines[0].endswith("pick another --port or --host")

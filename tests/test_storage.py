@@ -187,8 +187,6 @@ def test_storage_check_cli_reports_studies_and_errors(
     )
     assert main(["--storage", url]) == 0
     assert "demo: 2 complete" in capfd.readouterr().out
-    with pytest.raises(SystemExit) as exited:
-        main(["--storage", f"sqlite:///{tmp_path}/nope/x.db"])
-    assert exited.value.code == 2
+    assert main(["--storage", f"sqlite:///{tmp_path}/nope/x.db"]) == 2
     err = capfd.readouterr().err
     assert err.startswith("error: SQLite directory") and err.count("\n") == 1
