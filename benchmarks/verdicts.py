@@ -17,11 +17,11 @@ trials with the evidence attribute and run through the SAME ``dashboards.ablatio
 as every report. The false-positive rate counts every ``better``/``worse`` verdict (all columns)
 at true effect 0; power is the share of ``better`` verdicts on the average at true effect 0.02.
 
-Measured (2026-12-02, 2 busy cores; smoke preset, 3 seeds, minilm, 4 steps, 32 STS pairs, 12
-queries, 64 classification/clustering items): seed std 0.02-0.05 and paired item SE 0.05-0.09 on
-the STS tasks, 0.04 / 0.11 on SciFactSubset, <= 0.005 / 0.015 on classification and clustering;
-the result: false-positive rate 0.011, power 0.04 at effect 0.02 with 3 seeds. The smoke preset's
-test subsets are far too small to resolve 0.02; run ``--preset cpu`` for that preset's figures.
+It prints the noise it used (the study or the preset's new trials, and the structure per task);
+the README quotes the figures. The smoke preset's test subsets are far too small to resolve 0.02;
+``--study``/``--storage`` of a ``cpu`` study (the README's main job) measures that preset's noise.
+Offline (``HF_HUB_OFFLINE``) new trials need a tasks directory: without one the benchmark stops
+in one line that names ``--tasks-dir``/``ABLATION_TASKS_DIR`` instead of reaching for the hub.
 
 Finally a 24-trial study (8 arms x 3 seeds, the measured trials' real evidence, importance plots
 and all) is reported to HTML and timed. The last line reads
@@ -49,11 +49,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
 from dashboards.ablation_table import build_table  # noqa: E402
-from dashboards.records import StudyRecords, load_records, task_scores  # noqa: E402
+from dashboards.records import ReportError, StudyRecords, load_records, task_scores  # noqa: E402
 from dashboards.report import write_report  # noqa: E402
 from dashboards.verdicts import BETTER, WORSE  # noqa: E402
+from objectives.cli import one_line_errors  # noqa: E402
+from objectives.config import ConfigError  # noqa: E402
 from objectives.evidence import RETRIEVAL, TaskEvidence, items_hash  # noqa: E402
 from objectives.results import OBJECTIVE, TASK_CATEGORY, TrialResult, category_means  # noqa: E402
+from objectives.task_folders import TASKS_DIR_ENV, resolve_tasks_dir  # noqa: E402
+from objectives.tasks import hub_offline  # noqa: E402
 from storage import read_evidence  # noqa: E402
 from storage.evidence import KEY, encode  # noqa: E402
 
@@ -65,9 +69,17 @@ METRICS = ["STS", "Retrieval", "Classification", "Clustering", "average"]
 def measured_trials(args: argparse.Namespace) -> list[TrialResult]:
     """Real trials with evidence: from a stored study, or run now with the preset's baseline."""
     if args.study:
-        records = load_records(args.study, args.storage)
+        try:
+            records = load_records(args.study, args.storage)
+        except ReportError as exc:  # until dashboards.records.ReportError is an AblationError
+            raise ConfigError(str(exc)) from None
         arm = records.baseline or records.arms[0]
         trials = list(records.cells(arm).values())
+        if len(trials) < 2:
+            raise ConfigError(
+                f"study {args.study!r} has {len(trials)} complete trial(s) of arm {arm!r}; the "
+                "seed std needs 2 or more: relaunch it with --seeds 2 or more"
+            )
         results = [
             TrialResult(
                 task_scores=task_scores(t),
@@ -78,8 +90,14 @@ def measured_trials(args: argparse.Namespace) -> list[TrialResult]:
             )
             for t in trials
         ]
-        print(f"measured on study {args.study!r}, arm {arm!r}: {len(results)} trials")
+        print(f"noise measured on study {args.study!r}, arm {arm!r}: {len(results)} trials")
         return results
+    if hub_offline() and resolve_tasks_dir(args.tasks_dir) is None:
+        raise ConfigError(
+            f"HF_HUB_OFFLINE is set and no tasks directory is given, so the {args.preset} trials "
+            f"to measure have no tasks: pass --tasks-dir DIR (the layout of shared/data) or set "
+            f"{TASKS_DIR_ENV}, or measure a stored study with --study NAME --storage URL"
+        )
     from objectives.presets import preset_config
     from objectives.trial import run_trial
 
@@ -92,6 +110,7 @@ def measured_trials(args: argparse.Namespace) -> list[TrialResult]:
         start = time.perf_counter()
         results.append(run_trial(dataclasses.replace(config, seed=seed), progress=False))
         print(f"measured trial seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"noise measured on {len(results)} new trials of the {args.preset} preset's baseline")
     return results
 
 
@@ -230,7 +249,8 @@ def time_report(results: list[TrialResult]) -> float:
         return time.perf_counter() - start
 
 
-def main() -> None:
+@one_line_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--preset", default="smoke", help="preset whose baseline trials are measured"
@@ -241,7 +261,7 @@ def main() -> None:
     parser.add_argument("--storage", help="storage URL of --study")
     parser.add_argument("--studies", type=int, default=400, help="simulated studies per condition")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per simulated study")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results = measured_trials(args)
     structure = noise(results)
@@ -262,4 +282,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

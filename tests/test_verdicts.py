@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -95,3 +98,19 @@ def test_the_detectable_effect_shrinks_with_more_seeds() -> None:
 def test_an_arm_whose_dev_signal_stays_at_its_step_0_level_did_not_learn() -> None:
     assert not learned([0.30, 0.32, 0.31], [0.305, 0.33, 0.31])
     assert learned([0.30, 0.32, 0.31], [0.45, 0.47, 0.44])
+
+
+def test_the_calibration_benchmark_offline_without_tasks_stops_in_one_line_naming_the_fix(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "verdicts.py"
+    spec = importlib.util.spec_from_file_location("verdicts_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("ABLATION_TASKS_DIR", raising=False)
+    assert benchmark.main(["--preset", "smoke"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stopped before measuring anything
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "--tasks-dir" in captured.err and "ABLATION_TASKS_DIR" in captured.err
