@@ -135,7 +135,7 @@ class LoraSettings:
     target_modules: tuple[str, ...] | None = field(
         default=None,
         metadata=_doc(
-            "module names to adapt; None picks the attention and MLP projections per architecture"
+            "module names to adapt; None adapts every linear layer of the backbone (peft all-linear)"
         ),
     )
 
