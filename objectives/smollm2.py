@@ -12,16 +12,16 @@ knows the model's context length, so EOS pooling works the same whichever loader
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from objectives.config import ConfigError
 
@@ -91,7 +91,7 @@ def local_path(package: str = PACKAGE, cache_dir: str | Path | None = None) -> s
     if _is_complete(target):
         return str(target)
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f"{target.name}.lock"):
+    with FileLock(root / f"{target.name}.lock"):
         if not _is_complete(target):
             # Holding the lock, any build folder left here is from a killed conversion.
             for stale in root.glob(f".{target.name}-*"):
@@ -114,22 +114,6 @@ def _cache_name(source: Path) -> str:
 
 def _is_complete(folder: Path) -> bool:
     return (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock; without ``fcntl`` the atomic rename alone keeps the cache sound."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX systems
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert(source: Path, target: Path) -> None:
