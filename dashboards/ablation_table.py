@@ -19,6 +19,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
+from dashboards.provenance import study_provenance
 from dashboards.records import StudyRecords, category_score, seed_of, task_scores
 from dashboards.verdicts import (
     ALPHA,
@@ -114,6 +115,8 @@ class AblationTable:
     tests: int = 0
     item_level: bool = True
     warnings: list[str] = field(default_factory=list)
+    # (label, text) of what produced the trials behind the table (dashboards.provenance).
+    provenance: list[tuple[str, str]] = field(default_factory=list)
 
     def legend(self) -> str:
         """How to read every cell; shown under every export of the table."""
@@ -160,7 +163,8 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
     rows, tests = _holm_and_verdicts(rows, tested, alpha, rope)
     rows = _mark_best(rows, columns)
     shared = [r.shared for r in rows if not r.is_baseline and r.complete]
-    warnings = _learning_warnings(rows, chosen)
+    origin = study_provenance(t for cells in chosen.values() for t in cells.values())
+    warnings = origin.disagreements() + _learning_warnings(rows, chosen)
     if shared and min(shared) <= 2:
         warnings.append(
             f"only {min(shared)} seed(s) shared with the baseline: a t interval over so few seeds "
@@ -177,6 +181,7 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
         tests=tests,
         item_level=resampler.complete,
         warnings=warnings,
+        provenance=origin.facts(),
     )
 
 

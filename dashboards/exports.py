@@ -50,9 +50,16 @@ def seeds_text(row: ArmRow) -> str:
     return f"{text} ({extra})" if extra else text
 
 
+def provenance_text(table: AblationTable) -> str:
+    """``commit: ...; libraries: ...; data: ...``: what produced the table's trials."""
+    return "; ".join(f"{label}: {text}" for label, text in table.provenance)
+
+
 def to_markdown(table: AblationTable) -> str:
     header = ["arm", *table.columns, "seeds", "notes"]
     lines = [
+        f"Provenance: {provenance_text(table)}.",
+        "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|",
     ]
@@ -131,7 +138,9 @@ def console_table(study_name: str, url: str, rope: float | None = None) -> list[
     for row in table.rows:
         cells = [format_cell(row.cells[c]) for c in table.columns]
         view.add_row(arm_label(row), *cells, seeds_text(row), "; ".join(row.notes()))
+    commit = dict(table.provenance).get("commit")
     shown: list[RenderableType] = [view]
+    shown += [f"commit: {commit}"] if commit else []
     shown += [f"warning: {w}" for w in table.warnings]
     shown += [f"skipped arm {s['arm']!r}: {s['reason']}" for s in records.skipped_arms]
     return shown

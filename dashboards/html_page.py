@@ -59,7 +59,7 @@ class ReportContent:
 def render(content: ReportContent) -> str:
     records = content.records
     sections = [
-        _header(records),
+        _header(records, content.table),
         _section(
             "Ablation table",
             _table(content.table) + _figure(content.forest) + _significance(content.table),
@@ -94,7 +94,7 @@ def _section(title: str, body: str) -> str:
     return f'<section id="{slug}"><h2>{escape(title)}</h2>{body}</section>'
 
 
-def _header(records: StudyRecords) -> str:
+def _header(records: StudyRecords, table: AblationTable) -> str:
     plan = records.plan
     states = Counter(t.state.name.lower() for t in records.trials)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no trials"
@@ -106,6 +106,7 @@ def _header(records: StudyRecords) -> str:
         ("backbone", records.backbone or "?"),
         ("trials", counts),
         ("storage", records.storage_label),
+        *table.provenance,
         ("generated", dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
     ]
     items = "".join(f"<li><b>{escape(k)}:</b> {escape(str(v))}</li>" for k, v in facts)

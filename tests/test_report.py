@@ -26,6 +26,7 @@ from dashboards.ablation_table import build_table
 from dashboards.figures import importance_figures
 from dashboards.records import load_records
 from dashboards.report import main as report_main
+from dashboards.report import write_report
 from dashboards.verdicts import NOT_LEARNED, PRUNED
 from tests.study_fixtures import LAYER_WEIGHTS_ARMS, SKIPPED, ArmSpec, add_seeds, write_study
 
@@ -265,6 +266,57 @@ def test_a_study_written_before_evidence_was_kept_gets_seed_only_intervals(tmp_p
     intervals = [c.interval for r in table.rows for c in r.cells.values() if c.interval]
     assert intervals and not any(i.item_level for i in intervals)
     assert "no item evidence: seeds only there" in table.legend()
+
+
+def _with_provenance(url: str, odd_commit: bool) -> None:
+    """The fixture study with each finished trial's provenance; one trial on another commit and
+    other task data when ``odd_commit``."""
+    source = write_study(optuna.storages.InMemoryStorage())
+    study = optuna.create_study(study_name="layer-weights", storage=url, direction="maximize")
+    study.set_user_attr("plan", source.user_attrs["plan"])
+    complete = [t for t in source.trials if t.state == TrialState.COMPLETE]
+    for trial in source.trials:
+        odd = odd_commit and trial.number == complete[-1].number
+        trial.user_attrs["provenance"] = {
+            "commit": "b" * 40 if odd else "a" * 40 + "+dirty",
+            "data": {"task.STS14": "5" * 16 if odd else "1" * 16, "train": "2" * 16},
+        }
+        trial.user_attrs["versions"] = {"torch": "2.5.1", "mteb": "2.1.0"}
+        study.add_trial(trial)
+
+
+def test_the_report_header_states_commit_libraries_and_data_hashes_of_the_trials(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    _with_provenance(url, odd_commit=False)
+    out, markdown = tmp_path / "report.html", tmp_path / "table.md"
+    content = write_report("layer-weights", out, url, {"markdown": markdown})
+    header = out.read_text().split('<section id="ablation-table">')[0]
+    assert f"<b>commit:</b> {'a' * 12}+dirty</li>" in header
+    assert "<b>libraries:</b> mteb 2.1.0, torch 2.5.1</li>" in header
+    assert f"task.STS14 {'1' * 16}, train {'2' * 16}" in header
+    assert not any("different" in w for w in content.table.warnings)
+    assert markdown.read_text().startswith(f"Provenance: commit: {'a' * 12}+dirty; libraries:")
+
+
+def test_the_report_says_when_the_trials_ran_on_different_commits_or_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    _with_provenance(url, odd_commit=True)
+    out = tmp_path / "report.html"
+    content = write_report("layer-weights", out, url)
+    header = out.read_text().split('<section id="ablation-table">')[0]
+    finished = sum(r.complete for r in content.table.rows)
+    commits = f"{'a' * 12}+dirty ({finished - 1} trials) / {'b' * 12} (1 trial)"
+    assert commits in header
+    assert f"task.STS14 {'1' * 16} ({finished - 1} trials) / {'5' * 16} (1 trial)" in header
+    warnings = [w for w in content.table.warnings if "different" in w]
+    assert [w.split(" (")[0] for w in warnings] == [
+        "the finished trials ran on different commits",
+        "the finished trials ran on different data",
+    ]
+    assert "task.STS14" in warnings[1] and "train" not in warnings[1]
+    assert "Warning: the finished trials ran on different commits" in out.read_text()
 
 
 def test_importance_note_when_only_the_arm_varies(tmp_path: Path) -> None:
