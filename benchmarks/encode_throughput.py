@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,13 +23,15 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
+
+from objectives.memory import peak_memory  # noqa: E402
+
 DEFAULT_DATA = (
     Path(os.environ.get("ABLATION_TASKS_DIR", REPO.parent / "shared" / "data"))
     / "sts"
     / "SICK-R"
     / "test.jsonl"
 )
-PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def load_sentences(path: Path, limit: int | None) -> list[str]:
@@ -43,38 +44,14 @@ def load_sentences(path: Path, limit: int | None) -> list[str]:
     return sentences[:limit]
 
 
-class PeakRss:
-    """Samples this process's resident memory while a block runs (Linux /proc)."""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        self.interval, self.peak_mb = interval, 0.0
-        self._stop = threading.Event()
-
-    def _rss_mb(self) -> float:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * PAGE_MB
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._rss_mb())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRss:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def timed(encode: Callable[[], np.ndarray]) -> tuple[float, np.ndarray, float]:
-    with PeakRss() as memory:
+    """Seconds, embeddings and peak RSS (MiB) of one encode run."""
+    with peak_memory("cpu") as peak:
         start = time.perf_counter()
         embeddings = encode()
         seconds = time.perf_counter() - start
-    return seconds, embeddings, memory.peak_mb
+        peak_mb = peak()
+    return seconds, embeddings, peak_mb
 
 
 def main() -> None:

@@ -5,8 +5,9 @@ Four sections, each optional:
 
 - ``--variants``: a full ``run_trial`` per paper variant (model1..model5) under ``--preset``:
   load / train / eval seconds, training pairs/s, eval texts/s, peak memory, head parameters;
-- ``--widths``: training only (``--steps`` optimizer steps after one warm-up step) per
-  heads x head_dim arm of the cross-attn-width study, on the preset's multi-layer model;
+- ``--widths``: training only (``--steps`` optimizer steps after one warm-up step: seconds per
+  step, pairs/s, peak memory) per heads x head_dim arm of the cross-attn-width study, on the
+  preset's multi-layer model;
 - ``--layers``: the same per layer selection (``all``, ``top_k:K``, thirds);
 - ``--algebras``: the same for ``--algebra-variant`` (model4: the resampler over every token
   state) with the resampler's algebra forced (``tokens``, ``values``, ``latents``) or ``auto``
@@ -36,6 +37,7 @@ sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no insta
 
 from objectives.config import TrialConfig, override  # noqa: E402
 from objectives.data import cap_pairs, load_pairs, pairs_source  # noqa: E402
+from objectives.memory import peak_memory  # noqa: E402
 from objectives.model import EmbeddingModel  # noqa: E402
 from objectives.pooling import LatentResampler  # noqa: E402
 from objectives.presets import preset_config  # noqa: E402
@@ -71,32 +73,37 @@ def variant_costs(base: TrialConfig, variants: list[str]) -> None:
 
 def training_cost(
     config: TrialConfig, steps: int, algebra: str | None = None
-) -> tuple[int, float, float]:
-    """(head parameters, seconds per optimizer step, pairs/s) after one warm-up step; ``algebra``
-    forces the resampler's form (None: picked per call)."""
+) -> tuple[int, float, float, float]:
+    """(head parameters, seconds per optimizer step, pairs/s, peak MiB of model and training)
+    after one warm-up step; ``algebra`` forces the resampler's form (None: picked per call)."""
     pairs = cap_pairs(load_pairs(pairs_source(config.train, config.eval.tasks_dir)), 2048)
-    model = EmbeddingModel.build(config.model, seed=config.seed)
-    for module in model.modules():
-        if isinstance(module, LatentResampler):
-            module.algebra = algebra
-    torch.manual_seed(config.seed)
-    train(model, pairs, override(config.train, {"steps": 1}), seed=0, progress=False)
-    stats = train(model, pairs, override(config.train, {"steps": steps}), seed=1, progress=False)
-    return model.parameter_counts()["head"], stats.seconds / steps, stats.pairs / stats.seconds
+    with peak_memory("cpu") as peak:
+        model = EmbeddingModel.build(config.model, seed=config.seed)
+        for module in model.modules():
+            if isinstance(module, LatentResampler):
+                module.algebra = algebra
+        torch.manual_seed(config.seed)
+        train(model, pairs, override(config.train, {"steps": 1}), seed=0, progress=False)
+        stats = train(
+            model, pairs, override(config.train, {"steps": steps}), seed=1, progress=False
+        )
+        peak_mb = peak()
+    head = model.parameter_counts()["head"]
+    return head, stats.seconds / steps, stats.pairs / stats.seconds, peak_mb
 
 
 def scaling(base: TrialConfig, field: str, values: list[str], steps: int) -> None:
     """Training cost per value of one model field (width or layer selection)."""
     print(f"\n== training cost by {field} ({steps} steps, batch {base.train.batch_size}) ==")
-    print(f"{field:>22} {'head params':>12} {'s/step':>8} {'pairs/s':>8}")
+    print(f"{field:>22} {'head params':>12} {'s/step':>8} {'pairs/s':>8} {'peak MB':>8}")
     for value in values:
         if field == "heads x head_dim":
             heads, head_dim = value.lower().split("x")
             changes = {"model.pooling.heads": heads, "model.pooling.head_dim": head_dim}
         else:
             changes = {"model.pooling.layers": value}
-        head, per_step, rate = training_cost(override(base, changes), steps)
-        print(f"{value:>22} {head:>12,} {per_step:>8.2f} {rate:>8.1f}", flush=True)
+        head, per_step, rate, peak_mb = training_cost(override(base, changes), steps)
+        print(f"{value:>22} {head:>12,} {per_step:>8.2f} {rate:>8.1f} {peak_mb:>8.0f}", flush=True)
 
 
 def algebra_costs(base: TrialConfig, variant: str, algebras: list[str], steps: int) -> None:
@@ -107,11 +114,13 @@ def algebra_costs(base: TrialConfig, variant: str, algebras: list[str], steps: i
         f"\n== {variant} training cost by resampler algebra ({steps} steps, batch "
         f"{base.train.batch_size}, {pooling.n_latents} latents, {pooling.heads}x{pooling.head_dim}) =="
     )
-    print(f"{'algebra':>22} {'head params':>12} {'s/step':>8} {'pairs/s':>8}")
+    print(f"{'algebra':>22} {'head params':>12} {'s/step':>8} {'pairs/s':>8} {'peak MB':>8}")
     for algebra in algebras:
         forced = None if algebra == "auto" else algebra
-        head, per_step, rate = training_cost(config, steps, forced)
-        print(f"{algebra:>22} {head:>12,} {per_step:>8.2f} {rate:>8.1f}", flush=True)
+        head, per_step, rate, peak_mb = training_cost(config, steps, forced)
+        print(
+            f"{algebra:>22} {head:>12,} {per_step:>8.2f} {rate:>8.1f} {peak_mb:>8.0f}", flush=True
+        )
 
 
 def main() -> None:

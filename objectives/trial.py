@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from objectives.dev_signal import DevSet, dev_proxies, labelled_slices
 from objectives.evaluate import save_eval_config
 from objectives.evaluation import CachedEncoder, evaluate
 from objectives.instructions import instructions_of
+from objectives.memory import peak_memory
 from objectives.model import EmbeddingModel
 from objectives.provenance import trial_provenance
 from objectives.results import TrialResult, category_means
@@ -81,7 +81,7 @@ def _run(
     config: TrialConfig, report: Report | None, progress: bool, save_to: Path | None
 ) -> TrialResult:
     device = resolve_device(config.device)
-    with _peak_memory(device) as peak, attention_kernels(device):
+    with peak_memory(device) as peak, attention_kernels(device):
         start = time.perf_counter()
         tasks = load_tasks(config.eval)
         instructions = instructions_of(tasks, config.eval)
@@ -190,29 +190,3 @@ def _resolved(
             device=device,
         )
     )
-
-
-@contextlib.contextmanager
-def _peak_memory(device: str) -> Iterator[Callable[[], float]]:
-    """Peak memory of this trial in MiB: CUDA peak allocation on GPU, else the process's peak RSS.
-
-    On Linux the RSS high-water mark is reset at the start (``/proc/self/clear_refs``), so a
-    worker process that runs many trials reports each trial's own peak.
-    """
-    cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        with contextlib.suppress(OSError):
-            Path("/proc/self/clear_refs").write_text("5")
-
-    def peak() -> float:
-        if cuda:
-            return torch.cuda.max_memory_allocated() / 2**20
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    yield peak
