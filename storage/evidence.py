@@ -53,12 +53,18 @@ def decode(text: str) -> dict[str, TaskEvidence]:
     }
 
 
+def system_attrs(evidence: dict[str, TaskEvidence]) -> dict[str, str]:
+    """The trial system attrs that hold ``evidence``: none when the trial has none (e.g. online
+    tasks only)."""
+    return {KEY: encode(evidence)} if evidence else {}
+
+
 def write_evidence(
     storage: optuna.storages.BaseStorage, trial_id: int, evidence: dict[str, TaskEvidence]
 ) -> None:
-    """Store a trial's evidence (nothing when the trial has none, e.g. online tasks only)."""
-    if evidence:
-        storage.set_trial_system_attr(trial_id, KEY, encode(evidence))
+    """Store a trial's evidence (nothing when the trial has none)."""
+    for key, value in system_attrs(evidence).items():
+        storage.set_trial_system_attr(trial_id, key, value)
 
 
 def read_evidence(trial: FrozenTrial) -> dict[str, TaskEvidence]:
