@@ -1,20 +1,27 @@
 """Read one study back from storage as the report sees it: arms, their trials by state, the plan.
 
-This is the only module that knows how the search service lays a study out (docs/DESIGN.md, "Study
-records"); everything downstream works on ``StudyRecords``. Only COMPLETE trials count as finished
-arm x seed cells: a PRUNED trial stopped early and its partial curve must never enter the table.
+The study's layout (docs/DESIGN.md, "Study records") is read through ``storage.study_records``, the
+module the search service writes it with; everything downstream works on ``StudyRecords``. Only
+COMPLETE trials count as finished arm x seed cells: a PRUNED trial stopped early and its partial
+curve must never enter the table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives.results import CATEGORY_PREFIX, SCORE_PREFIX
 from storage import StorageError, open_storage, redact, resolve_url
+from storage.study_records import (
+    PlanRecord,
+    SkippedArm,
+    read_cell,
+    read_error,
+    read_result,
+    read_study_record,
+)
 
 
 class ReportError(RuntimeError):
@@ -27,8 +34,8 @@ class StudyRecords:
 
     study: optuna.Study
     storage_label: str
-    plan: dict[str, Any]
-    skipped_arms: list[dict[str, str]]
+    plan: PlanRecord
+    skipped_arms: list[SkippedArm]
     preset: str | None
     backbone: str | None
     trials: list[FrozenTrial]
@@ -45,7 +52,7 @@ class StudyRecords:
     def arms(self) -> list[str]:
         """Arm labels in plan order, then any label seen only in trials (e.g. a user's extra arm)."""
         labels = [arm["label"] for arm in self.plan.get("arms", [])]
-        skipped = {s.get("arm") for s in self.skipped_arms}
+        skipped = {s["arm"] for s in self.skipped_arms}
         labels = [label for label in labels if label not in skipped]
         for trial in self.trials:
             label = arm_of(trial)
@@ -60,13 +67,13 @@ class StudyRecords:
         """Finished trials with scores: the only ones that count as an arm x seed result."""
         return [t for t in self.by_state(TrialState.COMPLETE, arm) if t.value is not None]
 
-    def cells(self, arm: str) -> dict[Any, FrozenTrial]:
+    def cells(self, arm: str) -> dict[int | None, FrozenTrial]:
         """Seed -> the arm's result for that seed: its best COMPLETE trial by objective.
 
         A plan's ``search`` section (TPE) runs several trials per arm x seed; the table, the tests
         and the exports all use this one rule (a retried cell has one COMPLETE trial anyway).
         """
-        best: dict[Any, FrozenTrial] = {}
+        best: dict[int | None, FrozenTrial] = {}
         for trial in self.complete(arm):
             seed = seed_of(trial)
             if seed not in best or trial.value > best[seed].value:
@@ -75,33 +82,28 @@ class StudyRecords:
 
 
 def arm_of(trial: FrozenTrial) -> str | None:
-    arm = trial.params.get("arm")
-    return None if arm is None else str(arm)
+    cell = read_cell(trial)
+    return None if cell is None else cell.arm
 
 
-def seed_of(trial: FrozenTrial) -> Any:
-    return trial.params.get("seed", trial.user_attrs.get("config", {}).get("seed"))
+def seed_of(trial: FrozenTrial) -> int | None:
+    cell = read_cell(trial)
+    return None if cell is None else cell.seed
 
 
 def task_scores(trial: FrozenTrial) -> dict[str, float]:
-    return {
-        key.removeprefix(SCORE_PREFIX): float(value)
-        for key, value in trial.user_attrs.items()
-        if key.startswith(SCORE_PREFIX)
-    }
+    result = read_result(trial)
+    return {} if result is None else result.task_scores
 
 
 def category_score(trial: FrozenTrial, category: str) -> float | None:
-    value = trial.user_attrs.get(CATEGORY_PREFIX + category)
-    return None if value is None else float(value)
+    result = read_result(trial)
+    return None if result is None else result.category_scores.get(category)
 
 
 def fail_reason(trial: FrozenTrial) -> str:
-    """Why a trial failed: the service's ``error`` attr, else Optuna's own record, else a hint."""
-    reason = trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason")
-    if reason:
-        return str(reason).strip().splitlines()[0]
-    return "no reason recorded (worker killed or heartbeat lost?)"
+    """Why a trial failed, else a hint at why nothing was recorded."""
+    return read_error(trial) or "no reason recorded (worker killed or heartbeat lost?)"
 
 
 def load_records(study_name: str, url: str | None = None) -> StudyRecords:
@@ -120,13 +122,13 @@ def load_records(study_name: str, url: str | None = None) -> StudyRecords:
             f"study '{study_name}' is not in {redact(url)} (studies there: {known}); "
             "check --study and --storage"
         ) from None
-    attrs = study.user_attrs
+    record = read_study_record(study)
     return StudyRecords(
         study=study,
         storage_label=redact(url),
-        plan=dict(attrs.get("plan") or {}),
-        skipped_arms=list(attrs.get("skipped_arms") or []),
-        preset=attrs.get("preset"),
-        backbone=attrs.get("backbone"),
+        plan=record.plan,
+        skipped_arms=record.skipped_arms,
+        preset=record.preset,
+        backbone=record.backbone,
         trials=study.get_trials(deepcopy=False),
     )

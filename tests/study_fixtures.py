@@ -1,11 +1,12 @@
 """Write Optuna studies that follow the "Study records" contract (docs/DESIGN.md) for report tests.
 
-The reports must work on what the search service stores, so these studies are written with Optuna
-directly, key for key as the service does: trial params ``arm``/``seed`` with the distributions
-``search.space.suggest_cell`` records, ``TrialResult.user_attrs()`` on finished trials and their
-item-level evidence as the ``evidence`` system attr (``storage.evidence``), intermediate values by
-step from step 0, PRUNED trials that stopped early with ``pruned_step``/``pruned_gap``, a FAIL with
-``error``, and the plan/skipped arms as study user attributes. Scores come from a seeded generator
+The reports must work on what the search service stores, so these studies are written through the
+writers the service uses (``storage.study_records``): the study record (plan, skipped arms, preset,
+backbone), trial params ``arm``/``seed`` with the distributions ``suggest_cell`` records, each
+trial's node and dev curves, the result and item-level evidence of finished trials, the pruning
+record of PRUNED trials that stopped early, the error of a FAIL; intermediate values by step from
+step 0. Trials are built as ``FrozenTrial`` (not run through ask/tell) so that their durations are
+realistic, which the report's pruning savings read. Scores come from a seeded generator
 with a fixed effect per arm, so tests can check real statistics rather than hard-coded numbers: the
 retrieval and classification tasks get per-item evidence whose mean is the task score (the other
 tasks store none, as a trial of an online task would).
@@ -23,10 +24,19 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives.evidence import TaskEvidence, items_hash
-from objectives.results import TrialResult, category_means
-from search.space import suggest_cell
-from storage.evidence import KEY as EVIDENCE_KEY
-from storage.evidence import encode
+from objectives.results import CATEGORIES, TrialResult, category_means
+from storage.study_records import (
+    PlanRecord,
+    StudyRecord,
+    evidence_system_attrs,
+    suggest_cell,
+    write_dev_curve,
+    write_error,
+    write_node,
+    write_pruned,
+    write_result,
+    write_study_record,
+)
 
 TASKS: dict[str, str] = {
     "SICK-R": "STS",
@@ -86,22 +96,30 @@ def write_study(
 ) -> optuna.Study:
     """Create study ``name`` with one trial per arm x seed, in the order a grid would run them."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    study.set_user_attr(
-        "plan",
-        {
-            "name": name,
-            "description": "trainable layer-weight matrix W (fixture)",
-            "ablated": "model.pooling.layer_weights",
-            "action": "remove",
-            "baseline": baseline,
-            "arms": [{"label": a.label, "overrides": a.overrides} for a in arms],
-            "seeds": list(range(seeds)),
-            "metrics": ["STS", "Retrieval", "Classification", "Clustering", "average"],
-        },
+    plan = PlanRecord(
+        name=name,
+        description="trainable layer-weight matrix W (fixture)",
+        ablated="model.pooling.layer_weights",
+        action="remove",
+        baseline=baseline,
+        base="model5",
+        arms=[{"label": a.label, "overrides": dict(a.overrides)} for a in arms],
+        seeds=list(range(seeds)),
+        # The service stores only categories here (Plan validates them); the table shows the
+        # objective as a column only when it is listed, which the report tests rely on.
+        metrics=[*CATEGORIES, "average"],
+        objective=None,
+        objective_name="average",
     )
-    study.set_user_attr("skipped_arms", list(SKIPPED))
-    study.set_user_attr("preset", "smoke")
-    study.set_user_attr("backbone", "minilm")
+    record = StudyRecord(
+        plan=plan,
+        skipped_arms=[{"arm": s["arm"], "reason": s["reason"]} for s in SKIPPED],
+        preset="smoke",
+        backbone="minilm",
+        base="model5",
+        config_fingerprint="fixture",
+    )
+    write_study_record(study, record)
     add_seeds(study, arms, range(seeds), seeds)
     return study
 
@@ -141,31 +159,37 @@ def _trial(
         step: 0.4 + arm.effect + 0.02 * step + rng.gauss(0, 0.003)
         for step in range(0, STEPS + 1, EVAL_EVERY)
     }
-    system: dict[str, object] = {}
     if seed in arm.failed_seeds:
-        error = {"error": "RuntimeError: CUDA out of memory while building the head"}
-        state, value, attrs, reports, seconds = TrialState.FAIL, None, error, 1, 5
+        state, reports, seconds = TrialState.FAIL, 1, 5
     elif seed in arm.pruned_seeds:
-        attrs = {"pruned_step": EVAL_EVERY, "pruned_gap": arm.effect}
-        state, value, reports, seconds = TrialState.PRUNED, None, 2, 12
+        state, reports, seconds = TrialState.PRUNED, 2, 12
     else:
-        result = _result(arm, seed, rng, shift)
-        state, value, attrs = TrialState.COMPLETE, result.average, result.user_attrs()
-        system = {EVIDENCE_KEY: encode(result.evidence)}
-        reports, seconds = len(curve), 45
-    return FrozenTrial(
+        state, reports, seconds = TrialState.COMPLETE, len(curve), 45
+    reported = dict(list(curve.items())[:reports])
+    result = _result(arm, seed, rng, shift) if state == TrialState.COMPLETE else None
+    trial = FrozenTrial(
         number=0,
         trial_id=0,
         state=state,
-        value=value,
+        value=None if result is None else result.average,
         datetime_start=start,
         datetime_complete=start + dt.timedelta(seconds=seconds),
         params={"arm": arm.label, "seed": seed},
         distributions=distributions,
-        user_attrs=attrs,
-        system_attrs=system,
-        intermediate_values=dict(list(curve.items())[:reports]),
+        user_attrs={},
+        system_attrs={} if result is None else evidence_system_attrs(result.evidence),
+        intermediate_values=reported,
     )
+    write_node(trial, "fixture-node")
+    for category in CATEGORIES:  # every proxy on the composite's curve, so their mean is it
+        write_dev_curve(trial, category, reported)
+    if state == TrialState.FAIL:
+        write_error(trial, "RuntimeError: CUDA out of memory while building the head")
+    elif state == TrialState.PRUNED:
+        write_pruned(trial, EVAL_EVERY, arm.effect)
+    if result is not None:
+        write_result(trial, result)
+    return trial
 
 
 def _result(arm: ArmSpec, seed: int, rng: random.Random, shift: float) -> TrialResult:
