@@ -1,9 +1,9 @@
 """Load a pretrained transformer as an embedding backbone with the requested attention mode.
 
-One place decides how "causal" and "bidirectional" are realised per architecture (PAPER.md): a
-decoder LLM (Qwen2, Mistral, Llama, ...) turns bidirectional with ``is_causal=False`` on its config
-(transformers 5.x ignores patched attention modules), a BERT-type encoder turns causal with
-``is_decoder=True``. Padding stays masked either way. Decoder tokenizers are made to append EOS,
+One place decides how "causal" and "bidirectional" are realised per architecture
+(docs/PAPER.md, "Attention modes"): a decoder LLM (Qwen2, Mistral, Llama, ...) turns bidirectional
+with ``is_causal=False`` on its config (transformers 5.x ignores patched attention modules), a
+BERT-type encoder turns causal with ``is_decoder=True``. Padding stays masked either way. Decoder tokenizers are made to append EOS,
 because EOS pooling and causal multi-layer pooling read the EOS state, the only one that has seen
 the whole text under causal attention.
 

@@ -79,7 +79,7 @@ def _check_ranges(config: Any, section: str, rules: dict[str, Rule]) -> None:
 
 @dataclass(frozen=True)
 class PoolingConfig:
-    """How token states become one vector (PAPER.md, "The trainable pooling head")."""
+    """How token states become one vector (docs/PAPER.md, "The trainable pooling head")."""
 
     kind: PoolingKind = field(
         default="multi_layer",
@@ -123,7 +123,7 @@ class PoolingConfig:
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """LoRA on the backbone (PAPER.md: r 16, alpha 32, dropout 0.1)."""
+    """LoRA on the backbone (docs/PAPER.md "Training recipe": r 16, alpha 32, dropout 0.1)."""
 
     r: int = field(default=16, metadata=_doc("rank of the LoRA update matrices (>= 1)"))
     alpha: int = field(
@@ -135,7 +135,7 @@ class LoraSettings:
     target_modules: tuple[str, ...] | None = field(
         default=None,
         metadata=_doc(
-            "module names to adapt; None adapts every linear layer of the backbone (peft all-linear)"
+            "module names to adapt; None: every linear layer of the backbone (peft all-linear)"
         ),
     )
 
@@ -181,7 +181,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Contrastive fine-tuning (InfoNCE, PAPER.md "Training recipe")."""
+    """Contrastive fine-tuning (InfoNCE, docs/PAPER.md "Training recipe")."""
 
     data: str | None = field(
         default=None,

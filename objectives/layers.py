@@ -1,4 +1,5 @@
-"""Which transformer layers feed multi-layer pooling: the rules of STUDIES.md, resolved per backbone.
+"""Which transformer layers feed multi-layer pooling: the layer-set rules of docs/PAPER.md ("The
+five studies"), resolved per backbone.
 
 Plans name layer sets by rule (``last_third``, ``top_k:8``) so one plan fits backbones of any depth;
 this module turns a rule into 1-based layer numbers, and refuses a selection the backbone cannot

@@ -1,4 +1,4 @@
-"""Pooling heads: how a backbone's token states become one vector (PAPER.md, "The trainable
+"""Pooling heads: how a backbone's token states become one vector (docs/PAPER.md, "The trainable
 pooling head").
 
 Each head is an ``nn.Module`` reading a features dict (``last_hidden_state``, ``attention_mask`` and,

@@ -1,4 +1,4 @@
-"""The paper's five model variants (PAPER.md table) as config overrides.
+"""The paper's five model variants (docs/PAPER.md, "The five model variants") as config overrides.
 
 Plans name a variant (``model5``) instead of repeating its fields; ``--base model3`` swaps the base of
 the multi-layer studies to the causal variant.

@@ -1,5 +1,5 @@
-"""Layer selection: the rules of STUDIES.md, clear errors for impossible arms, and proof that only
-the selected layers reach the multi-layer embedding."""
+"""Layer selection: the rules of docs/PAPER.md ("The five studies"), clear errors for impossible
+arms, and proof that only the selected layers reach the multi-layer embedding."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Pooling heads: EOS picks the last real token, the resampler's knobs change exactly what they name,
-and each head reads only what PAPER.md says it reads."""
+and each head reads only what docs/PAPER.md says it reads."""
 
 from __future__ import annotations
 
