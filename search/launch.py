@@ -303,7 +303,10 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             results_dir=str(Path(args.results_dir).expanduser().resolve()),
             save_models=args.save_models,
         )
-        tracker = scheduler.run_study(storage, study, job, resources, on_change=progress.update)
+        warming = scheduler.warm_workers(job, resources)  # each slot imports before its first cell
+        tracker = scheduler.run_study(
+            storage, study, job, resources, on_change=progress.update, warming=warming
+        )
     except scheduler.Interrupted:
         return EXIT_INTERRUPTED
     finally:

@@ -109,6 +109,19 @@ def _quiet_libraries() -> None:
     )
 
 
+def warm_up(job: Job) -> int:
+    """Pay, in this worker process, what its first cell would: the training and evaluation stack's
+    imports (mteb loads sentence-transformers only at its first evaluation) and the study's storage
+    connection; returns the process id (see ``search.scheduler.warm_workers``)."""
+    import sentence_transformers  # noqa: F401
+
+    import objectives.trial  # noqa: F401
+
+    _quiet_libraries()
+    _storage(job)
+    return os.getpid()
+
+
 def run_cell(job: Job, trial_id: int) -> Outcome:
     """Run the queued trial ``trial_id`` to COMPLETE, PRUNED or FAIL (never raises for the trial)."""
     # Imported here, in the worker: the launcher itself never loads the training stack.

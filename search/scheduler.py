@@ -11,6 +11,12 @@ trial is failed and re-queued with the same params through the storage's retry c
 a launcher that died are failed by the heartbeat once their grace period passes and re-queued the
 same way. A trial error that every cell would hit (``search.runner.stops_study``) stops the study.
 
+A worker's first trial would pay some 15-20 s importing the training stack. ``warm_workers`` starts,
+as soon as Ray is up, one warm-up task per slot shaped like a cell (``search.runner.warm_up``); Ray
+hands a task an idle worker process of the same job when it has one, so the cells then run in those
+warmed processes. A warm-up holds its slot as a cell would: no trial is claimed for that slot until
+it is done, so the imports land in no trial's time (they overlap the other slots' warm-ups instead).
+
 Each pass of the loop is a named step of ``Scheduler`` (``fill``, ``beat``, ``collect``,
 ``wait_for_others``) over a ``Backend``, so the rules are tested without Ray.
 """
@@ -28,7 +34,7 @@ import ray
 from optuna.trial import FrozenTrial, TrialState
 
 from search import space
-from search.runner import Job, Outcome, one_line, run_cell
+from search.runner import Job, Outcome, one_line, run_cell, warm_up
 from storage import fail_stale_trials
 
 
@@ -92,6 +98,15 @@ class RayBackend:
 
     def cancel(self, handle: Any) -> None:
         ray.cancel(handle, force=True)
+
+
+def warm_workers(job: Job, resources: Resources) -> list[Any]:
+    """Start one warm-up task per slot, with the cells' CPUs and GPUs (so Ray's worker pool has
+    that many warmed processes to hand the cells); pass the handles to ``run_study``."""
+    remote = ray.remote(max_retries=0)(warm_up).options(
+        num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial
+    )
+    return [remote.remote(job) for _ in range(resources.max_concurrent)]
 
 
 @dataclass
@@ -174,8 +189,10 @@ class Scheduler:
         heartbeat_interval: float,
         poll_seconds: float = 1.0,
         on_change: Callable[[Tracker], None] = lambda _: None,
+        warming: Sequence[Any] = (),
     ) -> None:
         self.storage, self.study, self.backend = storage, study, backend
+        self.warming = list(warming)  # warm-up handles (``warm_workers``): each holds a slot
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.baseline, self.gated, self.max_concurrent = baseline, gated, max_concurrent
         self.heartbeat_interval, self.poll_seconds = heartbeat_interval, poll_seconds
@@ -196,18 +213,21 @@ class Scheduler:
         return self.tracker
 
     def step(self) -> bool:
-        """One pass: start what may start, then collect one finished cell; False when done."""
+        """One pass: start what may start, then collect one finished cell or warm-up; False when
+        done."""
         self.fill()
-        if not self.tracker.in_flight:
+        if not self.tracker.in_flight and not self.warming:
             return self.wait_for_others()
         self.beat()
-        self.collect(self.backend.wait(list(self.tracker.in_flight), self.poll_seconds))
+        running = [*self.warming, *self.tracker.in_flight]
+        self.collect(self.backend.wait(running, self.poll_seconds))
         self.on_change(self.tracker)
         return True
 
     def fill(self) -> None:
-        """Claim and submit dispatchable cells while slots are free (none once stopped)."""
-        while len(self.tracker.in_flight) < self.max_concurrent and not self.tracker.stopped:
+        """Claim and submit dispatchable cells while slots are free of cells and warm-ups (none once
+        stopped)."""
+        while self.busy() < self.max_concurrent and not self.tracker.stopped:
             trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
             trial_id = claim(self.storage, dispatchable(trials, self.baseline, self.gated))
             if trial_id is None:
@@ -215,6 +235,10 @@ class Scheduler:
             self.storage.record_heartbeat(trial_id)
             self.tracker.in_flight[self.backend.submit(trial_id)] = trial_id
             self.on_change(self.tracker)
+
+    def busy(self) -> int:
+        """Slots taken: cells in flight and warm-ups still importing."""
+        return len(self.tracker.in_flight) + len(self.warming)
 
     def beat(self) -> None:
         """Heartbeats for submitted trials: a task queued behind others has not started beating."""
@@ -224,8 +248,13 @@ class Scheduler:
             self._last_beat = time.monotonic()
 
     def collect(self, ready: list[Any]) -> None:
-        """Record finished cells; fail a task that raised, fail and re-queue a dead worker's."""
+        """Record finished cells; fail a task that raised, fail and re-queue a dead worker's. A
+        finished warm-up frees its slot; its result is not read: a worker that cannot import the
+        stack fails its first cell, which says why."""
         for handle in ready:
+            if handle in self.warming:
+                self.warming.remove(handle)
+                continue
             trial_id = self.tracker.in_flight.pop(handle)
             try:
                 outcome = self.backend.result(handle)
@@ -255,6 +284,8 @@ class Scheduler:
 
     def interrupt(self) -> None:
         """Ctrl-C: cancel this driver's tasks and fail their trials so a relaunch re-runs them."""
+        for handle in self.warming:
+            self.backend.cancel(handle)
         for handle, trial_id in self.tracker.in_flight.items():
             self.backend.cancel(handle)
             fail_trial(self.storage, trial_id, "interrupted (Ctrl-C); relaunch the study to run it")
@@ -267,8 +298,10 @@ def run_study(
     resources: Resources,
     on_change: Callable[[Tracker], None] = lambda _: None,
     poll_seconds: float = 1.0,
+    warming: Sequence[Any] = (),
 ) -> Tracker:
-    """Run every queued trial of ``study`` on Ray (see ``Scheduler``)."""
+    """Run every queued trial of ``study`` on Ray (see ``Scheduler``); ``warming``: the handles
+    ``warm_workers`` returned."""
     return Scheduler(
         storage,
         study,
@@ -279,4 +312,5 @@ def run_study(
         heartbeat_interval=job.settings.heartbeat_interval,
         poll_seconds=poll_seconds,
         on_change=on_change,
+        warming=warming,
     ).run()

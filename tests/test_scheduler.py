@@ -150,3 +150,47 @@ def test_a_dead_worker_fails_its_trial_and_the_cell_runs_again(sqlite_url: str) 
     complete = [space.cell_of(t) for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(complete) == sorted((arm, seed) for arm in ("W on", "W off") for seed in (0, 1))
     assert [o.state for o in tracker.outcomes].count("FAIL") == 1
+
+
+def test_a_slot_whose_worker_is_still_warming_up_takes_no_cell_until_it_is_done(
+    sqlite_url: str,
+) -> None:
+    storage, study = _study(sqlite_url)
+    backend = InlineBackend(_worker(study, []))
+    run = scheduler.Scheduler(
+        storage,
+        study,
+        backend,
+        baseline=PLAN.baseline,
+        gated=False,
+        max_concurrent=2,
+        heartbeat_interval=1,
+        warming=["warm-up"],
+    )
+    run.fill()
+    assert len(backend.submitted) == 1  # the other slot is importing the training stack
+    assert storage.get_trial(backend.submitted[0]).state == TrialState.RUNNING
+    assert [t.state for t in study.trials].count(TrialState.WAITING) == 3  # none claimed for it
+    run.collect(["warm-up"])
+    run.fill()
+    assert len(backend.submitted) == 2 and run.warming == []
+
+
+def test_a_study_with_warming_workers_runs_every_cell_once(sqlite_url: str) -> None:
+    storage, study = _study(sqlite_url)
+    events: list = []
+    tracker = scheduler.Scheduler(
+        storage,
+        study,
+        InlineBackend(_worker(study, events)),
+        baseline=PLAN.baseline,
+        gated=True,
+        max_concurrent=2,
+        heartbeat_interval=1,
+        poll_seconds=0.01,
+        warming=["first", "second"],
+    ).run()
+    assert sorted(cell for _, cell in events) == sorted(
+        (arm, seed) for arm in ("W on", "W off") for seed in range(SEEDS)
+    )
+    assert [o.state for o in tracker.outcomes] == ["COMPLETE"] * 4
