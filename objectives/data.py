@@ -12,7 +12,7 @@ order depends on the trial seed) and is pruned on the same dev texts.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,3 +267,22 @@ def _distinct_batches(
             return
         yield batch
         waiting = rest
+
+
+def token_budget_chunks(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of texts grouped into forward passes of at most ``max_tokens`` padded tokens.
+
+    Longest first, each pass takes texts while (its text count x its longest text) stays within
+    the budget, so a pass pads only to similar lengths and as many short texts share one pass as
+    fit; a text longer than the budget goes alone. Every index appears exactly once.
+    """
+    if max_tokens < 1:
+        raise ConfigError(f"a token budget of {max_tokens} holds no text; use max_tokens >= 1")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks and (len(chunks[-1]) + 1) * lengths[chunks[-1][0]] <= max_tokens:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks

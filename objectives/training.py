@@ -1,4 +1,4 @@
-"""Contrastive fine-tuning: the paper's recipe (PAPER.md "Training recipe"), scaled by config.
+"""Contrastive fine-tuning: the paper's recipe (docs/PAPER.md, "Training recipe"), scaled by config.
 
 AdamW over two parts (LoRA at ``train.lr``, pooling head at ``train.head_lr`` or ``train.lr``),
 each split into decayed and undecayed parameters (biases, norm weights, latents and W get no weight
@@ -12,6 +12,15 @@ all embeddings is computed once, then each micro-batch is embedded again with a 
 random state, so dropout draws the same masks) and back-propagates its slice of that gradient. The
 negatives are those of the effective batch while memory stays that of one micro-batch, for one
 extra forward pass per micro-batch.
+
+A step's texts are tokenised once and embedded in forward passes (``forward_passes``): by default
+one per micro-batch, its queries, positives and negatives together; with a token budget
+(``max_tokens``) the texts are bucketed by length instead, each pass as many texts as fit the
+budget in padded tokens. One pass pads every text to the longest of all, which on a CPU, where a
+pass costs its padded tokens, is most of a step's work for short training texts; on a GPU a large
+budget makes passes big enough to keep it busy. With cached negatives a pass may mix texts of any
+pairs, since the loss is computed once over all of them, so the budget changes the cost of a
+step and not its loss or gradients (only which dropout masks fall where).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from objectives.config import ConfigError, TrainConfig
-from objectives.data import Pair, batches
+from objectives.data import Pair, batches, token_budget_chunks
 from objectives.loss import info_nce
 from objectives.model import EmbeddingModel
 
@@ -93,9 +102,12 @@ def train(
     query_prompt: str | None = None,
     on_step: Callable[[int], None] | None = None,
     progress: bool = True,
+    max_tokens: int | None = None,
 ) -> TrainStats:
     """Run ``config.steps`` optimizer steps of InfoNCE on ``pairs``.
 
+    ``max_tokens``: the padded-token budget of one forward pass (``forward_passes``); ``None``
+    embeds each micro-batch in one pass.
     ``on_step(step)`` runs after every ``config.eval_every`` steps and after the last one (once);
     an exception it raises (e.g. a pruning signal) stops training at once and propagates.
     """
@@ -112,11 +124,12 @@ def train(
         start = time.perf_counter()
         model.train()
         if cached:
-            loss_value = cached_backward(model, next(stream), config, query_prompt)
+            loss_value = cached_backward(model, next(stream), config, query_prompt, max_tokens)
         else:
             loss_value = 0.0
             for _ in range(config.grad_accum):
-                loss = _batch_loss(model, next(stream), config, query_prompt) / config.grad_accum
+                loss = batch_loss(model, next(stream), config, query_prompt, max_tokens)
+                loss = loss / config.grad_accum
                 loss.backward()
                 loss_value += loss.item()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -133,31 +146,76 @@ def train(
 
 
 def cached_backward(
-    model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
+    model: EmbeddingModel,
+    batch: list[Pair],
+    config: TrainConfig,
+    query_prompt: str | None,
+    max_tokens: int | None = None,
 ) -> float:
-    """Accumulate the gradient of one InfoNCE over all of ``batch`` (grad_accum micro-batches of
-    ``config.batch_size`` pairs) into the parameters, one micro-batch's graph at a time; the loss.
+    """Accumulate the gradient of one InfoNCE over all of ``batch`` (the effective batch) into the
+    parameters, one forward pass's graph at a time (the passes of ``forward_passes``); the loss.
     """
-    size = config.batch_size
-    micro = [
-        _micro_inputs(model, batch[i : i + size], config, query_prompt)
-        for i in range(0, len(batch), size)
-    ]
-    states, parts = [], []
+    inputs, count = _step_inputs(model, batch, config, query_prompt)
+    passes = forward_passes(inputs, batch, config, max_tokens)
+    parts = [_rows(model, inputs, rows) for rows in passes]
+    states, outputs = [], []
     with torch.no_grad():
-        for inputs, count in micro:
-            states.append(_random_state(inputs["input_ids"].device))
-            parts.append(_split(model(inputs), count))
-    # Leaves standing in for the embeddings: the loss's gradient lands in their .grad.
-    leaves = [[t.detach().requires_grad_() for t in part] for part in parts]
-    queries, positives, negatives = (torch.cat(column) for column in zip(*leaves, strict=True))
-    loss = info_nce(queries, positives, negatives, config.scale)
+        for part in parts:
+            states.append(_random_state(part["input_ids"].device))
+            outputs.append(model(part))
+    # A leaf standing in for the embeddings: the loss's gradient lands in its .grad.
+    embeddings = _in_order(outputs, passes).requires_grad_()
+    loss = info_nce(*_split(embeddings, count), config.scale)
     loss.backward()
-    for (inputs, _), state, part in zip(micro, states, leaves, strict=True):
+    for rows, part, state in zip(passes, parts, states, strict=True):
         with _replayed(state):
-            embeddings = model(inputs)
-        embeddings.backward(torch.cat([t.grad for t in part]))
+            model(part).backward(embeddings.grad[rows])
     return loss.item()
+
+
+def batch_loss(
+    model: EmbeddingModel,
+    batch: list[Pair],
+    config: TrainConfig,
+    query_prompt: str | None,
+    max_tokens: int | None = None,
+) -> torch.Tensor:
+    """InfoNCE of one micro-batch: queries (with the prompt) against positives then hard
+    negatives, embedded in the passes of ``forward_passes`` with their graphs kept."""
+    inputs, count = _step_inputs(model, batch, config, query_prompt)
+    passes = forward_passes(inputs, batch, config, max_tokens)
+    outputs = [model(_rows(model, inputs, rows)) for rows in passes]
+    return info_nce(*_split(_in_order(outputs, passes), count), config.scale)
+
+
+def forward_passes(
+    inputs: dict[str, torch.Tensor], batch: list[Pair], config: TrainConfig, max_tokens: int | None
+) -> list[list[int]]:
+    """Rows of ``inputs`` (the ``_step_inputs`` of ``batch``) embedded together, one list per
+    forward pass; together they hold every row once.
+
+    Without ``max_tokens``: each micro-batch of ``config.batch_size`` pairs, its queries, positives
+    and hard negatives in one pass. On a GPU a step of short texts is bound by kernel launches,
+    and one pass of 3B texts launched half as many as two passes (measured on an H100: 5.8 -> 2.7 s
+    per 8 micro-batches for EOS pooling on Qwen2-0.5B). With ``max_tokens``: the texts bucketed
+    by length into passes of at most that many padded tokens (``token_budget_chunks``), so a pass
+    pads only to similar lengths: less padding on a CPU (small budget), big passes on a GPU.
+    """
+    if max_tokens is not None:
+        return token_budget_chunks(inputs["attention_mask"].sum(dim=1).tolist(), max_tokens)
+    count, size = len(batch), config.batch_size
+    negative_of: list[int | None] = []  # each pair's hard-negative row, if it has one
+    row = 2 * count
+    for pair in batch:
+        has = config.hard_negatives and bool(pair.negative)
+        negative_of.append(row if has else None)
+        row += has
+    passes = []
+    for start in range(0, count, size):
+        pairs = range(start, min(start + size, count))
+        negatives = [negative_of[i] for i in pairs if negative_of[i] is not None]
+        passes.append([*pairs, *(count + i for i in pairs), *negatives])
+    return passes
 
 
 @dataclass(frozen=True)
@@ -186,29 +244,36 @@ def _replayed(state: RandomState) -> Iterator[None]:
         yield
 
 
-def _micro_inputs(
+def _step_inputs(
     model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
 ) -> tuple[dict[str, torch.Tensor], int]:
-    """One batch's texts tokenised for one forward pass (queries with the prompt, then positives,
-    then hard negatives), and its pair count.
-
-    Queries and documents go through the model in one forward pass: on a GPU a step of short texts
-    is bound by kernel launches, and one pass of 3B texts launched half as many as two passes
-    (measured on an H100: 5.8 -> 2.7 s per 8 micro-batches for EOS pooling on Qwen2-0.5B).
-    """
+    """All of a batch's texts tokenised at once (queries with the prompt, then positives, then
+    hard negatives) and its pair count; ``_rows`` takes each forward pass's rows from them."""
     negatives = [p.negative for p in batch if p.negative] if config.hard_negatives else []
     texts = [p.query for p in batch] + [p.positive for p in batch] + negatives
     return model.tokenize(texts, query_prompt, prompted=len(batch)), len(batch)
 
 
+def _rows(
+    model: EmbeddingModel, inputs: dict[str, torch.Tensor], rows: list[int]
+) -> dict[str, torch.Tensor]:
+    """Those rows of a padded batch, trimmed to their longest text on the tokenizer's padding side."""
+    index = torch.tensor(rows, device=inputs["input_ids"].device)
+    input_ids, mask = (
+        inputs[key].index_select(0, index) for key in ("input_ids", "attention_mask")
+    )
+    width = int(mask.sum(dim=1).max())
+    left = model.tokenizer.padding_side == "left"
+    columns = slice(mask.shape[1] - width, None) if left else slice(0, width)
+    return {"input_ids": input_ids[:, columns], "attention_mask": mask[:, columns]}
+
+
+def _in_order(outputs: list[torch.Tensor], passes: list[list[int]]) -> torch.Tensor:
+    """The passes' embeddings put back in row order."""
+    order = torch.tensor([row for rows in passes for row in rows], device=outputs[0].device)
+    return torch.cat(outputs).index_select(0, torch.argsort(order))
+
+
 def _split(embeddings: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(queries, positives, hard negatives) of one ``_micro_inputs`` pass of ``count`` pairs."""
+    """(queries, positives, hard negatives) of the rows of a ``_step_inputs`` of ``count`` pairs."""
     return embeddings[:count], embeddings[count : 2 * count], embeddings[2 * count :]
-
-
-def _batch_loss(
-    model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
-) -> torch.Tensor:
-    """InfoNCE of one batch: queries (with the prompt) against positives then hard negatives."""
-    inputs, count = _micro_inputs(model, batch, config, query_prompt)
-    return info_nce(*_split(model(inputs), count), config.scale)

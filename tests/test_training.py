@@ -10,13 +10,26 @@ import pytest
 import torch
 
 from objectives.config import ConfigError, EvalConfig, PoolingConfig, TrainConfig, override
-from objectives.data import Pair, batches, cap_pairs, load_pairs, split_dev
+from objectives.data import (
+    Pair,
+    batches,
+    cap_pairs,
+    load_pairs,
+    split_dev,
+    token_budget_chunks,
+)
 from objectives.evaluation import CachedEncoder, evaluate
 from objectives.loss import info_nce
 from objectives.model import EmbeddingModel
 from objectives.presets import preset_config
 from objectives.tasks import TaskDataError, load_tasks
-from objectives.training import cached_backward, make_optimizer, train
+from objectives.training import (
+    batch_loss,
+    cached_backward,
+    forward_passes,
+    make_optimizer,
+    train,
+)
 from tests.tiny_models import tiny_model_config
 
 
@@ -178,54 +191,147 @@ def test_fine_tuning_minilm_raises_sick_r_spearman_over_the_random_head(tasks_di
     assert trained > untrained + 0.01, (untrained, trained)
 
 
-@pytest.mark.parametrize("variant", ["multi_layer", "eos"])
-def test_cached_negatives_give_the_gradients_of_one_loss_over_the_whole_effective_batch(
+def _varied_pairs(count: int) -> list[Pair]:
+    """Pairs whose texts run from one to a dozen tokens, so length buckets differ."""
+    return [
+        Pair(
+            f"q{i}" + " what" * (i % 5),
+            f"p{i}" + " it is" * (i % 4),
+            f"n{i}" + " not" * (i % 7) if i % 3 else None,
+        )
+        for i in range(count)
+    ]
+
+
+def _tiny_float64_model(
     variant: str, tiny_encoder_dir: Path, tiny_decoder_dir: Path
-) -> None:
-    """GradCache is exact: float64, dropout on (BERT's and LoRA's), three micro-batches of four."""
-    torch.set_num_threads(1)
+) -> EmbeddingModel:
+    """A tiny encoder with multi-layer pooling, or a tiny decoder with EOS pooling."""
     if variant == "eos":
         model_config = tiny_model_config(
             tiny_decoder_dir, attention="causal", pooling=PoolingConfig("eos")
         )
     else:
         model_config = tiny_model_config(tiny_encoder_dir)
-    model = EmbeddingModel.build(model_config, seed=0).double().train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    return EmbeddingModel.build(model_config, seed=0).double()
+
+
+def _texts(batch: list[Pair], prompt: str) -> list[str]:
+    """A step's texts in ``forward_passes``' row order, the prompt already on the queries."""
+    negatives = [p.negative for p in batch if p.negative]
+    return [prompt + p.query for p in batch] + [p.positive for p in batch] + negatives
+
+
+def _gradients(model: EmbeddingModel, run, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The parameter gradients ``run()`` leaves, from a fresh seed, and the random state after."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    run()
+    return [p.grad.clone() for p in model.parameters() if p.requires_grad], torch.get_rng_state()
+
+
+def _assert_equal_gradients(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("max_tokens", [None, 40])
+@pytest.mark.parametrize("variant", ["multi_layer", "eos"])
+def test_cached_negatives_give_the_gradients_of_one_loss_over_the_whole_effective_batch(
+    variant: str, max_tokens: int | None, tiny_encoder_dir: Path, tiny_decoder_dir: Path
+) -> None:
+    """GradCache is exact: float64, dropout on (BERT's and LoRA's), 12 pairs in micro-batches of
+    four or in length-bucketed passes of at most 40 tokens that mix the pairs' texts."""
+    torch.set_num_threads(1)
+    model = _tiny_float64_model(variant, tiny_encoder_dir, tiny_decoder_dir).train()
     config = TrainConfig(batch_size=4, grad_accum=3, negatives="effective")
-    batch = next(batches(_pairs(40), 12, seed=0))
+    batch = next(batches(_varied_pairs(40), 12, seed=0))
     assert sum(p.negative is not None for p in batch) > 0
     prompt = "query: "
+    texts = _texts(batch, prompt)
+    passes = forward_passes(model.tokenize(texts), batch, config, max_tokens)
+    if max_tokens is None:
+        assert [len(rows) for rows in passes] == [
+            8 + sum(bool(p.negative) for p in batch[i : i + 4]) for i in (0, 4, 8)
+        ]
+    else:
+        assert len(passes) > 3 and any(min(rows) < 12 <= max(rows) for rows in passes)
 
     def one_graph() -> None:
-        """The textbook loss: every micro-batch's pass kept in one graph, one InfoNCE over all."""
-        columns: list[list[torch.Tensor]] = [[], [], []]
-        for start in range(0, 12, 4):
-            micro = batch[start : start + 4]
-            negatives = [p.negative for p in micro if p.negative]
-            texts = [p.query for p in micro] + [p.positive for p in micro] + negatives
-            embeddings = model(model.tokenize(texts, prompt, prompted=4))
-            for column, part in zip(
-                columns, (embeddings[:4], embeddings[4:8], embeddings[8:]), strict=True
-            ):
-                column.append(part)
-        info_nce(*(torch.cat(column) for column in columns), scale=config.scale).backward()
+        """The textbook loss: the same forward passes kept in one graph, one InfoNCE over all."""
+        outputs = [model(model.tokenize([texts[row] for row in rows])) for rows in passes]
+        order = torch.tensor([row for rows in passes for row in rows])
+        embeddings = torch.cat(outputs)[torch.argsort(order)]
+        info_nce(embeddings[:12], embeddings[12:24], embeddings[24:], config.scale).backward()
 
-    def gradients(run, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-        model.zero_grad(set_to_none=True)
-        torch.manual_seed(seed)
-        run()
-        return [p.grad.clone() for p in params], torch.get_rng_state()
+    def cached() -> None:
+        cached_backward(model, batch, config, prompt, max_tokens)
 
-    expected, expected_rng = gradients(one_graph, seed=7)
-    cached, cached_rng = gradients(lambda: cached_backward(model, batch, config, prompt), seed=7)
-    for got, want in zip(cached, expected, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    expected, expected_rng = _gradients(model, one_graph, seed=7)
+    got, got_rng = _gradients(model, cached, seed=7)
+    _assert_equal_gradients(got, expected)
     # Replaying the random state leaves the stream after the step as one pass would.
-    assert torch.equal(cached_rng, expected_rng)
+    assert torch.equal(got_rng, expected_rng)
     # Dropout does change the gradients, so equality above needed the replayed masks.
-    other, _ = gradients(one_graph, seed=8)
+    other, _ = _gradients(model, one_graph, seed=8)
     assert not all(torch.allclose(a, b) for a, b in zip(other, expected, strict=True))
+
+
+@pytest.mark.parametrize("negatives", ["effective", "micro"])
+@pytest.mark.parametrize("variant", ["multi_layer", "eos"])
+def test_token_budget_passes_give_the_loss_and_gradients_of_one_pass_over_all_texts(
+    variant: str, negatives: str, tiny_encoder_dir: Path, tiny_decoder_dir: Path
+) -> None:
+    """Bucketing a step's texts by length changes only the padding: float64, dropout off, the
+    decoder padding on the left, the encoder on the right."""
+    torch.set_num_threads(1)
+    model = _tiny_float64_model(variant, tiny_encoder_dir, tiny_decoder_dir).eval()
+    if variant == "eos":
+        model.tokenizer.padding_side = "left"
+    batch = next(batches(_varied_pairs(40), 12, seed=0))
+    prompt = "query: "
+    if negatives == "effective":
+        config = TrainConfig(batch_size=4, grad_accum=3, negatives="effective")
+    else:
+        config = TrainConfig(batch_size=12, grad_accum=1)
+    losses: list[float] = []
+
+    def one_pass() -> None:
+        embeddings = model(model.tokenize(_texts(batch, prompt)))
+        loss = info_nce(embeddings[:12], embeddings[12:24], embeddings[24:], config.scale)
+        loss.backward()
+        losses.append(loss.item())
+
+    def bucketed() -> None:
+        if negatives == "effective":
+            losses.append(cached_backward(model, batch, config, prompt, max_tokens=30))
+        else:
+            loss = batch_loss(model, batch, config, prompt, max_tokens=30)
+            loss.backward()
+            losses.append(loss.item())
+
+    expected, _ = _gradients(model, one_pass, seed=0)
+    got, _ = _gradients(model, bucketed, seed=0)
+    _assert_equal_gradients(got, expected)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-12)
+    inputs = model.tokenize(_texts(batch, prompt))
+    assert len(forward_passes(inputs, batch, config, max_tokens=30)) > 3
+
+
+def test_token_budget_chunks_hold_every_text_once_longest_first_within_the_budget() -> None:
+    lengths = [3, 9, 1, 4, 4, 12, 2, 7, 5, 1]
+    chunks = token_budget_chunks(lengths, 12)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
+    longest = [lengths[chunk[0]] for chunk in chunks]
+    assert longest == sorted(longest, reverse=True)
+    for chunk in chunks:
+        assert max(lengths[i] for i in chunk) == lengths[chunk[0]]
+        assert len(chunk) == 1 or len(chunk) * lengths[chunk[0]] <= 12
+    assert [len(c) for c in chunks] == [1, 1, 1, 2, 3, 2]  # 12 | 9 | 7 | 5,4 | 4,3,2 | 1,1
+    assert token_budget_chunks(lengths, 120) == [sorted(range(10), key=lambda i: -lengths[i])]
+    assert token_budget_chunks([], 8) == []
+    with pytest.raises(ConfigError, match="max_tokens >= 1"):
+        token_budget_chunks(lengths, 0)
 
 
 def test_effective_negatives_need_distinct_texts_across_the_whole_effective_batch(
