@@ -9,7 +9,6 @@ trials; optionally the table as Markdown, CSV and LaTeX.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from dashboards.figures import cost_figure, forest_plot, importance_figures, int
 from dashboards.html_page import ReportContent, render
 from dashboards.records import ReportError, StudyRecords, load_records
 from dashboards.verdicts import ALPHA, ROPE
-from objectives.cli import one_line_errors
+from objectives.cli import Parser, one_line_errors
 from storage.cli import add_storage_argument
 
 
@@ -64,9 +63,7 @@ def _write(path: Path, text: str) -> None:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dashboards.report", description=__doc__.splitlines()[0]
-    )
+    parser = Parser(prog="python -m dashboards.report", description=__doc__.splitlines()[0])
     parser.add_argument("--study", required=True, help="study name, e.g. layer-weights")
     add_storage_argument(parser)
     parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")

@@ -8,14 +8,13 @@ has no authentication, so exposing it on every interface is an explicit choice t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
-from objectives.cli import one_line_errors
+from objectives.cli import Parser, one_line_errors
 from objectives.errors import AblationError
 from storage import open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
@@ -38,9 +37,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dashboards.serve", description=__doc__.splitlines()[0]
-    )
+    parser = Parser(prog="python -m dashboards.serve", description=__doc__.splitlines()[0])
     add_storage_argument(parser)
     parser.add_argument(
         "--host",

@@ -1,21 +1,25 @@
-"""One wrapper for every command's ``main``: user errors are one line, Ctrl-C is exit 130.
+"""One wrapper for every command's ``main`` and one parser: user errors are one line, Ctrl-C is
+exit 130.
 
 Without it each command caught its own error classes and printed them its own way, and an error
 class one of them forgot (a missing decoder package in the launcher) surfaced as a traceback. A
 ``main`` decorated with ``one_line_errors`` may raise any ``AblationError``; the wrapper prints
 ``error: <message>`` on stderr and returns the error's ``exit_code``, so ``main(argv)`` stays a
 plain function that returns an exit code (what tests call) and ``sys.exit(main())`` runs it.
+``Parser`` gives argparse's usage errors the same shape: one line naming ``--help``, exit 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
-from objectives.errors import AblationError, one_line
+from objectives.errors import EXIT_INPUT, AblationError, one_line
 
-__all__ = ["EXIT_INTERRUPTED", "Main", "one_line_errors"]
+__all__ = ["EXIT_INTERRUPTED", "Main", "Parser", "one_line_errors"]
 
 EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
 Main = Callable[[list[str] | None], int | None]
@@ -36,3 +40,10 @@ def one_line_errors(main: Main) -> Callable[[list[str] | None], int]:
             return EXIT_INTERRUPTED
 
     return run
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line that points at ``--help``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"error: {message}; see {self.prog} --help\n")

@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from objectives.cli import one_line_errors
+from objectives.cli import Parser, one_line_errors
 from objectives.config import (
     ConfigError,
     EvalConfig,
@@ -25,7 +25,6 @@ from objectives.config import (
     override,
     to_dict,
 )
-from objectives.errors import EXIT_INPUT
 
 if TYPE_CHECKING:
     from objectives.model import EmbeddingModel
@@ -65,13 +64,8 @@ def score(
     return evaluate(encoder, tasks, progress=progress).task_scores
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_INPUT, f"error: {message}; see python -m objectives.evaluate --help\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m objectives.evaluate", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m objectives.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model",
         required=True,

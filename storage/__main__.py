@@ -5,20 +5,19 @@ The quickest way to see whether a URL works before launching a study on it, and 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 
 import optuna
 
-from objectives.cli import one_line_errors
+from objectives.cli import Parser, one_line_errors
 from storage import open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
 
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__)
+    parser = Parser(prog="python -m storage", description=__doc__)
     add_storage_argument(parser)
     args = parser.parse_args(argv)
     url = resolve_url(args.storage)

