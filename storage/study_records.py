@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypedDict
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
 from objectives.results import TrialResult
@@ -40,6 +41,8 @@ __all__ = [
     "StoredTrial",
     "StudyRecord",
     "UserAttrTarget",
+    "cell_distributions",
+    "cell_params",
     "enqueue_cell",
     "evidence_system_attrs",
     "read_cell",
@@ -233,10 +236,23 @@ class Cell(NamedTuple):
     seed: int | None
 
 
-def suggest_cell(trial: optuna.Trial, labels: Sequence[str], seeds: int) -> Cell:
-    """Record the enqueued cell as params: ``arm`` categorical over every plan label, ``seed`` an
+def cell_distributions(labels: Sequence[str], seeds: int) -> dict[str, BaseDistribution]:
+    """The params' distributions of a cell: ``arm`` categorical over every plan label, ``seed`` an
     int (not categorical: Optuna refuses categorical choices that change, and a relaunch may add
-    seeds)."""
+    seeds). For trials built as ``FrozenTrial``; a worker records them with ``suggest_cell``."""
+    return {
+        _ARM: CategoricalDistribution(list(labels)),
+        _SEED: IntDistribution(0, max(seeds - 1, 0)),
+    }
+
+
+def cell_params(cell: Cell) -> dict[str, Any]:
+    """The params that record ``cell`` (for a trial built as ``FrozenTrial``)."""
+    return {_ARM: cell.arm, _SEED: cell.seed}
+
+
+def suggest_cell(trial: optuna.Trial, labels: Sequence[str], seeds: int) -> Cell:
+    """Record the enqueued cell as params, with the distributions of ``cell_distributions``."""
     arm = trial.suggest_categorical(_ARM, list(labels))
     seed = trial.suggest_int(_SEED, 0, max(seeds - 1, 0))
     return Cell(str(arm), int(seed))
@@ -244,7 +260,7 @@ def suggest_cell(trial: optuna.Trial, labels: Sequence[str], seeds: int) -> Cell
 
 def enqueue_cell(study: optuna.Study, cell: Cell) -> None:
     """Queue one trial of ``cell``; the worker's ``suggest_cell`` then records it as params."""
-    study.enqueue_trial({_ARM: cell.arm, _SEED: cell.seed})
+    study.enqueue_trial(cell_params(cell))
 
 
 def read_cell(trial: FrozenTrial) -> Cell | None:

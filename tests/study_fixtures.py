@@ -26,10 +26,12 @@ from optuna.trial import FrozenTrial, TrialState
 from objectives.evidence import TaskEvidence, items_hash
 from objectives.results import CATEGORIES, TrialResult, category_means
 from storage.study_records import (
+    Cell,
     PlanRecord,
     StudyRecord,
+    cell_distributions,
+    cell_params,
     evidence_system_attrs,
-    suggest_cell,
     write_dev_curve,
     write_error,
     write_node,
@@ -133,18 +135,11 @@ def add_seeds(
     """
     rng = random.Random(1234 + new.start + int(shift * 1000))
     start = dt.datetime(2025, 1, 1, 12, 0, 0) + dt.timedelta(minutes=len(study.trials))
-    distributions = service_distributions([a.label for a in arms], seeds)
+    distributions = cell_distributions([a.label for a in arms], seeds)
     for seed in new:
         for arm in arms:
             study.add_trial(_trial(arm, seed, rng, start, distributions, shift))
             start += dt.timedelta(seconds=60)
-
-
-def service_distributions(labels: list[str], seeds: int) -> dict[str, BaseDistribution]:
-    """The param distributions the worker records for a cell: through ``suggest_cell``."""
-    trial = optuna.create_study(storage=optuna.storages.InMemoryStorage()).ask()
-    suggest_cell(trial, labels, seeds)
-    return dict(trial.distributions)
 
 
 def _trial(
@@ -174,7 +169,7 @@ def _trial(
         value=None if result is None else result.average,
         datetime_start=start,
         datetime_complete=start + dt.timedelta(seconds=seconds),
-        params={"arm": arm.label, "seed": seed},
+        params=cell_params(Cell(arm.label, seed)),
         distributions=distributions,
         user_attrs={},
         system_attrs={} if result is None else evidence_system_attrs(result.evidence),

@@ -25,6 +25,7 @@ from storage.study_records import (
     Pruned,
     StoredTrial,
     StudyRecord,
+    cell_distributions,
     enqueue_cell,
     read_cell,
     read_data_hashes,
@@ -120,6 +121,7 @@ def _run_cell(study: optuna.Study, cell: Cell) -> optuna.Trial:
     enqueue_cell(study, cell)
     trial = study.ask()
     assert suggest_cell(trial, LABELS, SEEDS) == cell
+    assert trial.distributions == cell_distributions(LABELS, SEEDS)  # what FrozenTrials get
     return trial
 
 
