@@ -1,32 +1,45 @@
-"""What a researcher takes away from a study: MTEB-format result files mteb itself loads, and saved
-models that re-score to the numbers stored with their trials."""
+"""What a researcher takes away from a study: MTEB-format result files mteb itself loads, saved
+models that re-score to the numbers stored with their trials, and each trial's provenance, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import mteb
+import optuna
 import pytest
 from optuna.trial import TrialState
 
 from objectives.evaluate import main as evaluate_main
 from search.launch import main
 from search.runner import MODEL_DIR, RESULT_FILES
+from search.space import DATA_HASHES
 from tests.search_helpers import lean_args, trials
 
-STUDY = "layer-weights.smoke.model5"
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
 
 
 def test_a_study_writes_mteb_results_and_models_that_rescore_to_the_stored_scores(
-    tasks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tasks_dir: Path, tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = f"outputs-{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is the session's
     out = tmp_path / "results"
     args = lean_args(tasks_dir, url, "--pruner", "none", "--results-dir", str(out))
-    assert main(["--study", "layer-weights", *args, "--save-models"]) == 0
-    done = [t for t in trials(url, STUDY) if t.state == TrialState.COMPLETE]
+    assert main(["--study", "layer-weights", *args, "--study-name", study, "--save-models"]) == 0
+    done = [t for t in trials(url, study) if t.state == TrialState.COMPLETE]
     assert len(done) == 2
+    data = optuna.load_study(study_name=study, storage=url).user_attrs[DATA_HASHES]
+    for trial in done:  # what produced each number: the study's data, this checkout, libraries
+        provenance = trial.user_attrs["provenance"]
+        assert provenance["data"] == data
+        assert provenance["commit"]
+        assert {"torch", "mteb", "optuna"} <= set(trial.user_attrs["versions"])
 
     loaded = mteb.ResultCache(out).load_results(include_remote=False)
     by_revision = {m.model_revision: m for m in loaded.model_results}
