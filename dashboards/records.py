@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives.errors import AblationError
 from storage import StorageError, open_storage, redact, resolve_url
 from storage.study_records import (
     PlanRecord,
@@ -24,7 +25,7 @@ from storage.study_records import (
 )
 
 
-class ReportError(RuntimeError):
+class ReportError(AblationError, RuntimeError):
     """A study that cannot be reported; the message is one line that names the fix."""
 
 

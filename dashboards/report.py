@@ -17,7 +17,7 @@ from dashboards.costs import arm_costs, pruning_savings
 from dashboards.exports import to_csv, to_latex, to_markdown
 from dashboards.figures import cost_figure, forest_plot, importance_figures, intermediate_curves
 from dashboards.html_page import ReportContent, render
-from dashboards.records import ReportError, StudyRecords, load_records
+from dashboards.records import StudyRecords, load_records
 from dashboards.verdicts import ALPHA, ROPE
 from objectives.cli import Parser, one_line_errors
 from storage.cli import add_storage_argument
@@ -90,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind, suffix in (("markdown", ".md"), ("csv", ".csv"), ("latex", ".tex")):
             exports.setdefault(kind, args.export_dir / f"{args.study}{suffix}")
     print(f"reading study '{args.study}'", flush=True)
-    try:
-        write_report(args.study, args.out, args.storage, exports, alpha=args.alpha, rope=args.rope)
-    except ReportError as exc:  # until dashboards.records.ReportError is an AblationError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    write_report(args.study, args.out, args.storage, exports, alpha=args.alpha, rope=args.rope)
     return 0
 
 
