@@ -25,6 +25,7 @@ from rich.text import Text
 from dashboards import console_table
 from search.plans import Plan
 from search.space import Arms, cell_of, cells
+from storage.study_records import read_node
 
 # Seconds between redraws: a terminal redraws in place; in a log file each redraw is a line.
 TERMINAL_REFRESH = 1.0
@@ -141,12 +142,11 @@ def _running(trial: FrozenTrial, arms: Arms) -> RunningTrial:
     # study's own (prepare_study refuses a launch whose configs differ from the study's).
     steps = trial.params.get("train.steps", arms.configs[arm].train.steps)
     step = max(trial.intermediate_values, default=None)
-    node = trial.user_attrs.get("node")
     return RunningTrial(
         number=trial.number,
         arm=arm,
         seed=seed,
-        node=str(node) if node else None,
+        node=read_node(trial),
         step=step,
         steps=int(steps),
         dev=None if step is None else trial.intermediate_values[step],

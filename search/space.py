@@ -31,6 +31,7 @@ from objectives.tasks import discover_tasks, task_names
 from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
 from search.pruners import SameSeedMedianPruner
+from storage.study_records import read_data_hashes, write_data_hashes
 
 PRUNERS: tuple[str, ...] = ("median", "halving", "hyperband", "none")
 # The pooling fields each head kind ignores (objectives.pooling.build_pooling, pinned by a test):
@@ -47,7 +48,6 @@ POOLING_IGNORES: dict[str, tuple[str, ...]] = {
 _ANY_DEPTH = 10_000
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
-DATA_HASHES = "data_hashes"  # study user attr: study_data_hashes at the study's first launch
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ def prepare_study(
     attrs = study.user_attrs
     record = plan.record()
     if "plan" in attrs:
-        _check_same_experiment(name, attrs, record, fp, hashes)
+        _check_same_experiment(name, attrs, record, fp, hashes, read_data_hashes(study))
         record["seeds"] = sorted(set(attrs["plan"].get("seeds", [])) | set(record["seeds"]))
     with warnings.catch_warnings():  # an experimental API (Optuna >= 3.2): its warning is noise
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -263,12 +263,17 @@ def prepare_study(
     study.set_user_attr("backbone", arms.base.model.backbone)
     study.set_user_attr("base", settings.base or plan.base)
     study.set_user_attr("config_fingerprint", fp)
-    study.set_user_attr(DATA_HASHES, hashes)
+    write_data_hashes(study, hashes)
     return study
 
 
 def _check_same_experiment(
-    name: str, attrs: dict[str, Any], record: dict[str, Any], fp: str, hashes: dict[str, str]
+    name: str,
+    attrs: dict[str, Any],
+    record: dict[str, Any],
+    fp: str,
+    hashes: dict[str, str],
+    old: dict[str, str] | None,
 ) -> None:
     old_fp = attrs.get("config_fingerprint")
     old_arms = {a["label"]: a["overrides"] for a in attrs["plan"].get("arms", [])}
@@ -278,7 +283,6 @@ def _check_same_experiment(
             f"study '{name}' was run with other settings (config {old_fp}, now {fp}; "
             "or other arms); pass --study-name to start a separate study"
         )
-    old = attrs.get(DATA_HASHES)
     if old is None:  # a study from before data hashes were recorded: nothing to compare with
         return
     changed = sorted(key for key in old.keys() | hashes.keys() if old.get(key) != hashes.get(key))

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from objectives.evaluate import main as evaluate_main
 from search.launch import main
 from search.runner import MODEL_DIR, RESULT_FILES
-from search.space import DATA_HASHES
+from storage.study_records import read_data_hashes
 from tests.search_helpers import lean_args, trials
 
 
@@ -34,7 +34,7 @@ def test_a_study_writes_mteb_results_and_models_that_rescore_to_the_stored_score
     assert main(["--study", "layer-weights", *args, "--study-name", study, "--save-models"]) == 0
     done = [t for t in trials(url, study) if t.state == TrialState.COMPLETE]
     assert len(done) == 2
-    data = optuna.load_study(study_name=study, storage=url).user_attrs[DATA_HASHES]
+    data = read_data_hashes(optuna.load_study(study_name=study, storage=url))
     for trial in done:  # what produced each number: the study's data, this checkout, libraries
         provenance = trial.user_attrs["provenance"]
         assert provenance["data"] == data

@@ -20,6 +20,7 @@ from objectives.tasks import load_tasks
 from search import space
 from search.plans import Arm, Plan, PlanError, get_plan
 from search.pruners import SameSeedMedianPruner
+from storage.study_records import read_data_hashes
 
 SMOKE = space.Settings(preset="smoke")
 
@@ -169,7 +170,7 @@ def test_the_study_stores_the_data_hashes_a_trial_of_it_records(
     study, arms = _prepared(sqlite_url, plan, settings)
     config = arms.base
     trial_side = trial_provenance(load_tasks(config.eval), config.eval.tasks_dir, str(pairs))
-    assert study.user_attrs[space.DATA_HASHES] == trial_side["data"]
+    assert read_data_hashes(study) == trial_side["data"]
     assert set(trial_side["data"]) == {"task.STSBenchmark", "train"}
 
 
@@ -206,9 +207,10 @@ def test_a_study_from_before_data_hashes_accepts_a_relaunch_and_records_them(
 ) -> None:
     plan = get_plan("layer-weights")
     study, arms = _prepared(sqlite_url, plan)
-    study.set_user_attr(space.DATA_HASHES, None)  # as a study written before the check reads
+    study.set_user_attr("data_hashes", None)  # the stored key: a study from before has none
+    assert read_data_hashes(study) is None
     study, _ = _prepared(sqlite_url, plan)
-    assert study.user_attrs[space.DATA_HASHES] == space.study_data_hashes(arms.base)
+    assert read_data_hashes(study) == space.study_data_hashes(arms.base)
 
 
 @pytest.mark.parametrize(
