@@ -201,9 +201,9 @@ def _learning_warnings(
     more = f"--set train.steps={4 * max(steps)}" if steps else "--set train.steps=N"
     names = ", ".join(f"'{arm}'" for arm in stuck)
     return [
-        f"{names} did not learn (dev signal within noise of its step-0 value), so no verdict "
-        f"compares them ('{NOT_LEARNED}'); train longer, e.g. {more} (a new --study-name: "
-        "other settings make other cells)"
+        f"{names} did not learn (the dev signal rose from step 0 by no more than noise), so "
+        f"no verdict compares them ('{NOT_LEARNED}'); train longer, e.g. {more} (a new "
+        "--study-name: other settings make other cells)"
     ]
 
 

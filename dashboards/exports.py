@@ -58,7 +58,7 @@ def provenance_text(table: AblationTable) -> str:
 def to_markdown(table: AblationTable) -> str:
     header = ["arm", *table.columns, "seeds", "notes"]
     lines = [
-        f"Provenance: {provenance_text(table)}.",
+        f"{provenance_text(table)}.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(table.columns) + ["---:", "---"]) + "|",

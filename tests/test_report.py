@@ -297,7 +297,7 @@ def test_the_report_header_states_commit_libraries_and_data_hashes_of_the_trials
     assert "<b>libraries:</b> mteb 2.1.0, torch 2.5.1</li>" in header
     assert f"task.STS14 {'1' * 16}, train {'2' * 16}" in header
     assert not any("different" in w for w in content.table.warnings)
-    assert markdown.read_text().startswith(f"Provenance: commit: {'a' * 12}+dirty; libraries:")
+    assert markdown.read_text().startswith(f"commit: {'a' * 12}+dirty; libraries: mteb 2.1.0,")
 
 
 def test_the_report_says_when_the_trials_ran_on_different_commits_or_data(tmp_path: Path) -> None:
