@@ -42,12 +42,17 @@ from objectives.model import EmbeddingModel
 
 @dataclass
 class TrainStats:
-    """What training did and cost; ``seconds`` excludes time spent in ``on_step`` callbacks."""
+    """What training did and cost; ``seconds`` excludes time spent in ``on_step`` callbacks.
+
+    ``tokens``: the real (unpadded) tokens of every text embedded, each counted once per step
+    (not again for the cached path's second pass), for tokens/s and model FLOP utilisation.
+    """
 
     steps: int
     pairs: int
     seconds: float
     last_loss: float
+    tokens: int
 
 
 def make_optimizer(
@@ -118,20 +123,26 @@ def train(
     cached = config.negatives == "effective" and config.grad_accum > 1
     # Cached: one draw is the whole effective batch, so no text repeats anywhere in a loss.
     stream = batches(pairs, config.batch_size * (config.grad_accum if cached else 1), seed)
-    seconds, loss_value = 0.0, float("nan")
+    seconds, loss_value, tokens = 0.0, float("nan"), 0
     bar = tqdm(range(1, config.steps + 1), desc="train", unit="step", disable=not progress)
     for step in bar:
         start = time.perf_counter()
         model.train()
         if cached:
-            loss_value = cached_backward(model, next(stream), config, query_prompt, max_tokens)
+            loss_value, step_tokens = cached_backward(
+                model, next(stream), config, query_prompt, max_tokens
+            )
+            tokens += step_tokens
         else:
             loss_value = 0.0
             for _ in range(config.grad_accum):
-                loss = batch_loss(model, next(stream), config, query_prompt, max_tokens)
+                loss, step_tokens = batch_loss(
+                    model, next(stream), config, query_prompt, max_tokens
+                )
                 loss = loss / config.grad_accum
                 loss.backward()
                 loss_value += loss.item()
+                tokens += step_tokens
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         schedule.step()
@@ -142,7 +153,7 @@ def train(
             on_step(step)
     bar.close()
     pairs_seen = config.steps * config.grad_accum * config.batch_size
-    return TrainStats(config.steps, pairs_seen, seconds, loss_value)
+    return TrainStats(config.steps, pairs_seen, seconds, loss_value, tokens)
 
 
 def cached_backward(
@@ -151,9 +162,11 @@ def cached_backward(
     config: TrainConfig,
     query_prompt: str | None,
     max_tokens: int | None = None,
-) -> float:
+) -> tuple[float, int]:
     """Accumulate the gradient of one InfoNCE over all of ``batch`` (the effective batch) into the
-    parameters, one forward pass's graph at a time (the passes of ``forward_passes``); the loss.
+    parameters, one forward pass's graph at a time (the passes of ``forward_passes``).
+
+    Returns the loss and the batch's real token count.
     """
     inputs, count = _step_inputs(model, batch, config, query_prompt)
     passes = forward_passes(inputs, batch, config, max_tokens)
@@ -170,7 +183,7 @@ def cached_backward(
     for rows, part, state in zip(passes, parts, states, strict=True):
         with _replayed(state):
             model(part).backward(embeddings.grad[rows])
-    return loss.item()
+    return loss.item(), _token_count(inputs)
 
 
 def batch_loss(
@@ -179,13 +192,15 @@ def batch_loss(
     config: TrainConfig,
     query_prompt: str | None,
     max_tokens: int | None = None,
-) -> torch.Tensor:
-    """InfoNCE of one micro-batch: queries (with the prompt) against positives then hard
-    negatives, embedded in the passes of ``forward_passes`` with their graphs kept."""
+) -> tuple[torch.Tensor, int]:
+    """InfoNCE of one micro-batch (queries with the prompt against positives then hard
+    negatives, embedded in the passes of ``forward_passes`` with their graphs kept) and the
+    micro-batch's real token count."""
     inputs, count = _step_inputs(model, batch, config, query_prompt)
     passes = forward_passes(inputs, batch, config, max_tokens)
     outputs = [model(_rows(model, inputs, rows)) for rows in passes]
-    return info_nce(*_split(_in_order(outputs, passes), count), config.scale)
+    loss = info_nce(*_split(_in_order(outputs, passes), count), config.scale)
+    return loss, _token_count(inputs)
 
 
 def forward_passes(
@@ -266,6 +281,10 @@ def _rows(
     left = model.tokenizer.padding_side == "left"
     columns = slice(mask.shape[1] - width, None) if left else slice(0, width)
     return {"input_ids": input_ids[:, columns], "attention_mask": mask[:, columns]}
+
+
+def _token_count(inputs: dict[str, torch.Tensor]) -> int:
+    return int(inputs["attention_mask"].sum())
 
 
 def _in_order(outputs: list[torch.Tensor], passes: list[list[int]]) -> torch.Tensor:

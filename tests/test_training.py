@@ -304,11 +304,13 @@ def test_token_budget_passes_give_the_loss_and_gradients_of_one_pass_over_all_te
 
     def bucketed() -> None:
         if negatives == "effective":
-            losses.append(cached_backward(model, batch, config, prompt, max_tokens=30))
+            loss, tokens = cached_backward(model, batch, config, prompt, max_tokens=30)
+            losses.append(loss)
         else:
-            loss = batch_loss(model, batch, config, prompt, max_tokens=30)
+            loss, tokens = batch_loss(model, batch, config, prompt, max_tokens=30)
             loss.backward()
             losses.append(loss.item())
+        assert tokens == int(model.tokenize(_texts(batch, prompt))["attention_mask"].sum())
 
     expected, _ = _gradients(model, one_pass, seed=0)
     got, _ = _gradients(model, bucketed, seed=0)
