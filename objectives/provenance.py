@@ -89,17 +89,25 @@ def folder_hashes(folder: str | Path) -> dict[str, str]:
 def data_hashes(task_folders: dict[str, Path], training_data: str) -> dict[str, str]:
     """One hash per task (over its files, names included) and one for the training data.
 
-    Keys are ``task.<name>`` and ``train``; online sources (an HF dataset or MTEB task name, no
-    local file) are recorded by name, since the hub pins their revision itself.
+    Keys are ``task.<name>`` and ``train``; local training data (a JSONL file, or a parquet or
+    ``save_to_disk`` folder) is hashed by content; online sources (an HF dataset or MTEB task name)
+    are recorded by name, since the hub pins their revision itself.
     """
-    hashes = {}
-    for name, folder in sorted(task_folders.items()):
-        files = folder_hashes(folder)
-        joined = "\n".join(f"{rel} {digest}" for rel, digest in files.items())
-        hashes[f"task.{name}"] = hashlib.sha256(joined.encode()).hexdigest()[:16]
+    hashes = {f"task.{name}": _tree_hash(folder) for name, folder in sorted(task_folders.items())}
     train = Path(training_data).expanduser()
-    hashes["train"] = file_hash(train) if train.is_file() else f"hub:{training_data}"
+    if train.is_file():
+        hashes["train"] = file_hash(train)
+    elif train.is_dir():  # a save_to_disk or parquet folder: its contents, like a task folder
+        hashes["train"] = _tree_hash(train)
+    else:
+        hashes["train"] = f"hub:{training_data}"
     return hashes
+
+
+def _tree_hash(folder: Path) -> str:
+    """One hash over every file under ``folder``, relative names included."""
+    joined = "\n".join(f"{rel} {digest}" for rel, digest in folder_hashes(folder).items())
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
 def trial_provenance(tasks: list[Any], tasks_dir: str | None, training_data: str) -> dict[str, Any]:

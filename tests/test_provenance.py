@@ -32,6 +32,16 @@ def test_a_changed_task_file_or_training_file_changes_only_its_own_hash(
     assert data_hashes({}, str(train))["train"] != before["train"]
 
 
+def test_a_local_training_folder_is_hashed_by_its_contents(tmp_path: Path) -> None:
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"pairs v1")
+    before = data_hashes({}, str(folder))["train"]
+    assert not before.startswith("hub:")
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"pairs v2")
+    assert data_hashes({}, str(folder))["train"] != before
+
+
 def test_an_online_training_set_is_recorded_by_name() -> None:
     assert data_hashes({}, "sentence-transformers/all-nli")["train"] == (
         "hub:sentence-transformers/all-nli"
