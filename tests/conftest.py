@@ -54,6 +54,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_storage_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """Each storage the service supports: the embedded SQLite file, then the real PostgreSQL."""
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture(scope="session")
 def tiny_decoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 4-layer Qwen2 (width 32) with a Qwen2-style tokenizer, as a local model directory."""

@@ -20,21 +20,16 @@ from storage.study_records import read_data_hashes
 from tests.search_helpers import lean_args, trials
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-
-
 def test_a_study_writes_mteb_results_and_models_that_rescore_to_the_stored_scores(
-    tasks_dir: Path, tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
+    tasks_dir: Path, tmp_path: Path, any_storage_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     study = f"outputs-{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is the session's
     out = tmp_path / "results"
-    args = lean_args(tasks_dir, url, "--pruner", "none", "--results-dir", str(out))
+    args = lean_args(tasks_dir, any_storage_url, "--pruner", "none", "--results-dir", str(out))
     assert main(["--study", "layer-weights", *args, "--study-name", study, "--save-models"]) == 0
-    done = [t for t in trials(url, study) if t.state == TrialState.COMPLETE]
+    done = [t for t in trials(any_storage_url, study) if t.state == TrialState.COMPLETE]
     assert len(done) == 2
-    data = read_data_hashes(optuna.load_study(study_name=study, storage=url))
+    data = read_data_hashes(optuna.load_study(study_name=study, storage=any_storage_url))
     for trial in done:  # what produced each number: the study's data, this checkout, libraries
         provenance = trial.user_attrs["provenance"]
         assert provenance["data"] == data

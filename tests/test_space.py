@@ -147,11 +147,6 @@ def test_more_seeds_extend_the_same_study(sqlite_url: str) -> None:
     assert study.user_attrs["plan"]["seeds"] == [0, 1, 2, 3]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-
-
 def _own_data(tasks_dir: Path, tmp_path: Path) -> tuple[space.Settings, Path, Path]:
     """Settings whose one task and training file are copies the test may change."""
     task = shutil.copytree(tasks_dir / "sts" / "STSBenchmark", tmp_path / "tasks" / "STSBenchmark")
@@ -175,12 +170,12 @@ def test_the_study_stores_the_data_hashes_a_trial_of_it_records(
 
 
 def test_a_relaunch_on_changed_task_files_or_training_data_is_refused_and_writes_nothing(
-    tasks_dir: Path, tmp_path: Path, any_url: str
+    tasks_dir: Path, tmp_path: Path, any_storage_url: str
 ) -> None:
     settings, task_file, pairs = _own_data(tasks_dir, tmp_path)
     plan = get_plan("layer-weights")
     name = f"data-{uuid.uuid4().hex[:8]}"
-    storage = optuna.storages.RDBStorage(any_url)
+    storage = optuna.storages.RDBStorage(any_storage_url)
     arms = space.resolve_arms(plan, settings)
     study = space.prepare_study(storage, name, plan, arms, settings)
     space.enqueue_missing(study, plan, arms)

@@ -23,13 +23,6 @@ FAST_HEARTBEAT = StorageSettings(heartbeat_interval=1, grace_period=3, max_retry
 STEPS = 4
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'studies.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def _write_trials(url: str, study_name: str, worker: int, n_trials: int) -> None:
     """A worker process: complete ``n_trials`` trials, each with STEPS intermediate values."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -64,14 +57,16 @@ def _spawn(target, *args) -> mp.Process:
     return process
 
 
-def test_two_processes_write_concurrently_and_everything_reads_back(url: str) -> None:
+def test_two_processes_write_concurrently_and_everything_reads_back(any_storage_url: str) -> None:
     name = f"concurrent-{time.time_ns()}"
-    optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize")
-    workers = [_spawn(_write_trials, url, name, w, 3) for w in range(2)]
+    optuna.create_study(
+        study_name=name, storage=open_storage(any_storage_url), direction="maximize"
+    )
+    workers = [_spawn(_write_trials, any_storage_url, name, w, 3) for w in range(2)]
     for worker in workers:
         worker.join(timeout=180)
         assert worker.exitcode == 0
-    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    trials = optuna.load_study(study_name=name, storage=open_storage(any_storage_url)).get_trials()
     assert len(trials) == 6
     assert {t.user_attrs["worker"] for t in trials} == {0, 1}
     for trial in trials:
@@ -80,9 +75,11 @@ def test_two_processes_write_concurrently_and_everything_reads_back(url: str) ->
         assert trial.value == trial.params["x"]
 
 
-def test_killed_worker_trial_is_failed_and_retried_without_losing_finished(url: str) -> None:
+def test_killed_worker_trial_is_failed_and_retried_without_losing_finished(
+    any_storage_url: str,
+) -> None:
     name = f"killed-{time.time_ns()}"
-    storage = open_storage(url, FAST_HEARTBEAT)
+    storage = open_storage(any_storage_url, FAST_HEARTBEAT)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     study.enqueue_trial({"arm": "b"})
     study.optimize(
@@ -90,7 +87,7 @@ def test_killed_worker_trial_is_failed_and_retried_without_losing_finished(url: 
     )
     study.enqueue_trial({"arm": "a"})
 
-    worker = _spawn(_hang_in_trial, url, name)
+    worker = _spawn(_hang_in_trial, any_storage_url, name)
     deadline = time.time() + 120
     while time.time() < deadline:
         running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))

@@ -103,13 +103,6 @@ RESULT = TrialResult(
 CURVES = {"STS": {0: 0.30, 2: 0.41, 4: 0.47}, "Retrieval": {0: 0.10, 2: 0.18, 4: 0.22}}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'studies.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def _study(url: str) -> tuple[optuna.storages.RDBStorage, optuna.Study]:
     storage = open_storage(url)
     name = f"records-{uuid.uuid4().hex[:8]}"
@@ -130,8 +123,8 @@ def _reload(url: str, study: optuna.Study) -> tuple[optuna.Study, list[optuna.tr
     return again, again.get_trials(deepcopy=False)
 
 
-def test_every_record_written_by_the_service_reads_back_the_same(url: str) -> None:
-    storage, study = _study(url)
+def test_every_record_written_by_the_service_reads_back_the_same(any_storage_url: str) -> None:
+    storage, study = _study(any_storage_url)
     write_study_record(study, RECORD)
     done = _run_cell(study, Cell("W off", 1))
     write_node(done, "node-a")
@@ -151,7 +144,7 @@ def test_every_record_written_by_the_service_reads_back_the_same(url: str) -> No
     study.tell(failed, state=TrialState.FAIL)
     enqueue_cell(study, Cell("W on", 2))
 
-    again, (first, second, third, queued) = _reload(url, study)
+    again, (first, second, third, queued) = _reload(any_storage_url, study)
     assert read_study_record(again) == RECORD
     assert read_data_hashes(again) == RECORD.data_hashes
     assert again.metric_names == ["average of STS, Retrieval"]
@@ -211,8 +204,10 @@ def test_a_study_written_before_the_records_existed_reads_as_defaults(sqlite_url
     assert read_error(old) is None and read_error(failed) == "ValueError: bad"
 
 
-def test_retry_lineage_is_optunas_record_through_the_storages_retry_callback(url: str) -> None:
-    storage, study = _study(url)
+def test_retry_lineage_is_optunas_record_through_the_storages_retry_callback(
+    any_storage_url: str,
+) -> None:
+    storage, study = _study(any_storage_url)
     retry = storage.get_heartbeat_stale_trial_callback()
     original = _run_cell(study, Cell("W off", 1))
     write_node(original, "node-a")
@@ -223,7 +218,7 @@ def test_retry_lineage_is_optunas_record_through_the_storages_retry_callback(url
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         retry(study, without_error(storage.get_trial(trial_id)))
 
-    _, (first, second, third) = _reload(url, study)
+    _, (first, second, third) = _reload(any_storage_url, study)
     assert read_error(first) == "heartbeat lost (attempt 0)"
     assert read_error(second) == "heartbeat lost (attempt 1)"
     assert third.state == TrialState.WAITING and read_error(third) is None
