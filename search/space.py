@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,7 +30,13 @@ from objectives.tasks import discover_tasks, task_names
 from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
 from search.pruners import SameSeedMedianPruner
-from storage.study_records import read_data_hashes, write_data_hashes
+from storage.study_records import (
+    PlanRecord,
+    SkippedArm,
+    StudyRecord,
+    read_study_record,
+    write_study_record,
+)
 
 PRUNERS: tuple[str, ...] = ("median", "halving", "hyperband", "none")
 # The pooling fields each head kind ignores (objectives.pooling.build_pooling, pinned by a test):
@@ -249,43 +254,41 @@ def prepare_study(
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True
     )
-    attrs = study.user_attrs
+    old = read_study_record(study)
     record = plan.record()
-    if "plan" in attrs:
-        _check_same_experiment(name, attrs, record, fp, hashes, read_data_hashes(study))
-        record["seeds"] = sorted(set(attrs["plan"].get("seeds", [])) | set(record["seeds"]))
-    with warnings.catch_warnings():  # an experimental API (Optuna >= 3.2): its warning is noise
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([plan.objective_name()])  # the dashboard shows it, not "Objective 0"
-    study.set_user_attr("plan", record)
-    study.set_user_attr("skipped_arms", arms.skipped)
-    study.set_user_attr("preset", settings.preset)
-    study.set_user_attr("backbone", arms.base.model.backbone)
-    study.set_user_attr("base", settings.base or plan.base)
-    study.set_user_attr("config_fingerprint", fp)
-    write_data_hashes(study, hashes)
+    if old.plan:
+        _check_same_experiment(name, old, record, fp, hashes)
+        record["seeds"] = sorted(set(old.plan.get("seeds", [])) | set(record["seeds"]))
+    write_study_record(
+        study,
+        StudyRecord(
+            plan=PlanRecord(**record),
+            skipped_arms=[SkippedArm(arm=s["arm"], reason=s["reason"]) for s in arms.skipped],
+            preset=settings.preset,
+            backbone=arms.base.model.backbone,
+            base=settings.base or plan.base,
+            config_fingerprint=fp,
+            data_hashes=hashes,
+        ),
+    )
     return study
 
 
 def _check_same_experiment(
-    name: str,
-    attrs: dict[str, Any],
-    record: dict[str, Any],
-    fp: str,
-    hashes: dict[str, str],
-    old: dict[str, str] | None,
+    name: str, old: StudyRecord, record: dict[str, Any], fp: str, hashes: dict[str, str]
 ) -> None:
-    old_fp = attrs.get("config_fingerprint")
-    old_arms = {a["label"]: a["overrides"] for a in attrs["plan"].get("arms", [])}
+    old_fp = old.config_fingerprint
+    old_arms = {a["label"]: a["overrides"] for a in old.plan.get("arms", [])}
     new_arms = {a["label"]: a["overrides"] for a in record["arms"]}
     if old_fp != fp or old_arms != new_arms:
         raise PlanError(
             f"study '{name}' was run with other settings (config {old_fp}, now {fp}; "
             "or other arms); pass --study-name to start a separate study"
         )
-    if old is None:  # a study from before data hashes were recorded: nothing to compare with
+    stored = old.data_hashes
+    if stored is None:  # a study from before data hashes were recorded: nothing to compare with
         return
-    changed = sorted(key for key in old.keys() | hashes.keys() if old.get(key) != hashes.get(key))
+    changed = sorted(k for k in stored.keys() | hashes.keys() if stored.get(k) != hashes.get(k))
     if changed:
         raise PlanError(
             f"study '{name}' was run on other data ({', '.join(changed)} differ in content); "
