@@ -24,8 +24,8 @@ from rich.text import Text
 
 from dashboards import console_table
 from search.plans import Plan
-from search.space import Arms, cell_of, cells
-from storage.study_records import read_node
+from search.space import Arms, cells
+from storage.study_records import Cell, read_cell, read_node
 
 # Seconds between redraws: a terminal redraws in place; in a log file each redraw is a line.
 TERMINAL_REFRESH = 1.0
@@ -121,7 +121,7 @@ class Snapshot:
 def snapshot(study: optuna.Study, plan: Plan, arms: Arms) -> Snapshot:
     """Read the study's trials of the cells ``plan`` x ``arms`` launches."""
     launched = set(cells(plan, arms))
-    trials = [t for t in study.get_trials(deepcopy=False) if cell_of(t) in launched]
+    trials = [t for t in study.get_trials(deepcopy=False) if read_cell(t) in launched]
     states = Counter(t.state for t in trials)
     running = tuple(_running(t, arms) for t in trials if t.state == TrialState.RUNNING)
     return Snapshot(
@@ -137,7 +137,7 @@ def snapshot(study: optuna.Study, plan: Plan, arms: Arms) -> Snapshot:
 
 
 def _running(trial: FrozenTrial, arms: Arms) -> RunningTrial:
-    arm, seed = cell_of(trial)
+    arm, seed = read_cell(trial) or Cell("?", None)  # a launched cell: never None here
     # N: a plan's search may tune train.steps per trial; otherwise the arm's config, which is the
     # study's own (prepare_study refuses a launch whose configs differ from the study's).
     steps = trial.params.get("train.steps", arms.configs[arm].train.steps)
@@ -211,8 +211,9 @@ def best_so_far(trials: list[FrozenTrial]) -> str | None:
     best: dict[tuple[str, int], float] = {}  # per cell its best trial, as the table counts it
     for trial in trials:
         if trial.state == TrialState.COMPLETE and trial.value is not None:
-            cell = cell_of(trial)
-            best[cell] = max(best.get(cell, trial.value), trial.value)
+            cell = read_cell(trial)
+            if cell is not None:
+                best[cell] = max(best.get(cell, trial.value), trial.value)
     by_arm: dict[str, list[float]] = {}
     for (arm, _), value in best.items():
         by_arm.setdefault(arm, []).append(value)

@@ -31,9 +31,12 @@ from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
 from search.pruners import SameSeedMedianPruner
 from storage.study_records import (
+    Cell,
     PlanRecord,
     SkippedArm,
     StudyRecord,
+    enqueue_cell,
+    read_cell,
     read_study_record,
     write_study_record,
 )
@@ -348,7 +351,7 @@ def shortfall(
     study: optuna.Study, plan: Plan, arms: Arms, states: tuple[TrialState, ...]
 ) -> list[tuple[str, int]]:
     """One entry per trial a cell lacks: cells with fewer than ``trials_per_cell`` in ``states``."""
-    have = Counter(cell_of(t) for t in study.get_trials(deepcopy=False, states=states))
+    have = Counter(read_cell(t) for t in study.get_trials(deepcopy=False, states=states))
     return [cell for cell in cells(plan, arms) for _ in range(plan.trials_per_cell - have[cell])]
 
 
@@ -360,7 +363,7 @@ def enqueue_missing(study: optuna.Study, plan: Plan, arms: Arms) -> list[tuple[s
     """
     added = shortfall(study, plan, arms, FINISHED + PENDING)
     for arm, seed in added:
-        study.enqueue_trial({"arm": arm, "seed": seed})
+        enqueue_cell(study, Cell(arm, seed))
     return added
 
 
