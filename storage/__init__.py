@@ -5,8 +5,9 @@ storage keeps a heartbeat so that a dead worker's trial is failed and retried, a
 unreachable servers are reported in one line before anything is written.
 """
 
-from storage.connect import StorageSettings, fail_stale_trials, open_storage, retried_from
+from storage.connect import StorageSettings, fail_stale_trials, open_storage
 from storage.evidence import read_evidence, write_evidence
+from storage.study_records import retried_from
 from storage.urls import DEFAULT_URL, ENV_VAR, StorageError, parse_url, redact, resolve_url
 
 __all__ = [

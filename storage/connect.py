@@ -78,11 +78,6 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def retried_from(trial: optuna.trial.FrozenTrial) -> int | None:
-    """The number of the original trial that ``trial`` retries, or ``None``."""
-    return trial.system_attrs.get("failed_trial")
-
-
 def _engine_kwargs(parsed: URL, settings: StorageSettings) -> dict[str, Any]:
     if parsed.get_backend_name() == "sqlite":
         # Writers wait for the file lock instead of failing at once under concurrent workers.
