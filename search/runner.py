@@ -11,8 +11,10 @@ pruned, nor is any trial at step 0 (before training) or at its last step (traini
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +37,8 @@ DEV_PREFIX = "dev."  # user attr dev.<category>: {step: proxy}, each category's 
 # attention mode does not hold on the backbone, or the packaged decoder is not installed.
 RESULT_FILES = "results.files"  # user attr: the cell's MTEB-format result files
 MODEL_DIR = "model_dir"  # user attr: where --save-models kept the cell's model
+# user attr: seconds inside the trial function; the rest of the trial's duration is the service's
+RUN_SECONDS = "cost.run_seconds"
 STUDY_STOPPING = ("AttentionModeError", "DecoderUnavailableError")
 
 
@@ -141,7 +145,12 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
             rules = Bridge(arm == job.plan.baseline, config.train.steps, job.plan.metrics)
             save_to = _model_dir(job, arm, seed) if job.save_models else None
+            started = time.perf_counter()
             result = run_trial(config, _reporter(trial, rules), progress=False, save_to=save_to)
+            trial.set_user_attr(RUN_SECONDS, time.perf_counter() - started)
+            value = job.plan.objective_value(result.task_scores, result.category_scores)
+            if math.isnan(value):  # Optuna would fail the trial silently
+                raise UndefinedObjective(_nan_tasks(result.task_scores))
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=TrialState.PRUNED)
             return Outcome(trial_id, "PRUNED", frozen.value, node)
@@ -150,8 +159,8 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             trial.set_user_attr("error", error)
             study.tell(trial, state=TrialState.FAIL)
             return Outcome(trial_id, "FAIL", None, node, error, stops_study(exc))
-        for key, value in result.user_attrs().items():
-            trial.set_user_attr(key, value)
+        for key, attr in result.user_attrs().items():
+            trial.set_user_attr(key, attr)
         write_evidence(storage, trial_id, result.evidence)
         if job.results_dir:
             files = write_results(
@@ -160,9 +169,20 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             trial.set_user_attr(RESULT_FILES, [str(path) for path in files])
         if save_to is not None:
             trial.set_user_attr(MODEL_DIR, str(save_to))
-        value = job.plan.objective_value(result.task_scores, result.category_scores)
         study.tell(trial, value)
         return Outcome(trial_id, "COMPLETE", value, node)
+
+
+class UndefinedObjective(ValueError):
+    """The trial was scored, but its objective is NaN, which a study cannot store as a value."""
+
+
+def _nan_tasks(task_scores: dict[str, float]) -> str:
+    tasks = ", ".join(sorted(t for t, score in task_scores.items() if math.isnan(score)))
+    return (
+        f"the objective is NaN ({tasks or 'a category mean'} scored NaN): constant embeddings, "
+        "the model collapsed; lower train.lr"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The worker's report bridge: what is stored per report, and when pruning may act at all."""
+"""The worker side: what the report bridge stores and when pruning may act, and how a cell ends."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from objectives.results import CATEGORIES
+from objectives.results import CATEGORIES, TrialResult
+from search import runner, scheduler, space
+from search.plans import get_plan
 from search.pruners import SameSeedMedianPruner
-from search.runner import Bridge, _reporter, may_prune
+from search.runner import Bridge, Job, _reporter, may_prune
+from storage import StorageSettings, open_storage
 
 STEPS = 4
 DISTRIBUTIONS = {"arm": CategoricalDistribution(["base", "weak"]), "seed": IntDistribution(0, 1)}
@@ -84,3 +87,26 @@ def test_the_stored_value_is_the_composite_on_the_objectives_categories() -> Non
     only_sts = Bridge(baseline=False, steps=STEPS, metrics=("STS",))
     _reporter(trial, only_sts)(0, {"STS": 0.6, "Clustering": 0.2})
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {0: 0.6}
+
+
+def test_a_scored_trial_whose_objective_is_nan_fails_and_says_which_task(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = get_plan("layer-weights")
+    settings = space.Settings(preset="smoke")
+    arms = space.resolve_arms(plan, settings)
+    storage = open_storage(sqlite_url)
+    study = space.prepare_study(storage, "s", plan, arms, settings)
+    space.enqueue_missing(study, plan, arms)
+    trial_id = scheduler.claim(storage, [t._trial_id for t in study.trials])
+    collapsed = TrialResult(
+        task_scores={"SICK-R": float("nan")}, category_scores={"STS": float("nan")}, average=0.0
+    )
+    monkeypatch.setattr("objectives.trial.run_trial", lambda *args, **kwargs: collapsed)
+    job = Job("s", sqlite_url, StorageSettings(), plan, runner.job_configs(arms.configs, 1.0))
+
+    outcome = runner.run_cell(job, trial_id)
+
+    assert outcome.state == "FAIL" and "SICK-R scored NaN" in outcome.error
+    frozen = storage.get_trial(trial_id)
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs["error"] == outcome.error
