@@ -116,6 +116,43 @@ def loads() -> str:
     return " / ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
+def padded_tokens(pairs: list, args: argparse.Namespace) -> dict[str, float]:
+    """Tokens per step that each side's forward passes compute (padding included), and the real
+    ones, over our first ``--steps`` batches: what a CPU step costs, whatever the load."""
+    from transformers import AutoTokenizer
+
+    from objectives.backbone import resolve_backbone
+    from objectives.data import batches, token_budget_chunks
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
+    stream = batches(pairs, args.batch_size, seed=0)
+    totals = dict.fromkeys(("ours", "sentence-transformers", "real"), 0)
+    for _ in range(args.steps):
+        batch = next(stream)
+        columns = [
+            [p.query for p in batch],
+            [p.positive for p in batch],
+            [p.negative for p in batch],
+        ]
+        lengths = [
+            [
+                len(ids)
+                for ids in tokenizer(column, truncation=True, max_length=args.max_length)[
+                    "input_ids"
+                ]
+            ]
+            for column in columns
+        ]
+        texts = [n for column in lengths for n in column]
+        passes = (
+            token_budget_chunks(texts, args.max_tokens) if args.max_tokens else [range(len(texts))]
+        )
+        totals["ours"] += sum(len(rows) * max(texts[i] for i in rows) for rows in passes)
+        totals["sentence-transformers"] += sum(len(column) * max(column) for column in lengths)
+        totals["real"] += sum(texts)
+    return {name: total / args.steps for name, total in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -157,6 +194,13 @@ def main() -> None:
         print(f"{name:>22}: {pairs_done / seconds:7.1f} pairs/s ({seconds:.1f} s)")
     ratio = best["sentence-transformers"] / best["ours"]
     print(f"train throughput: ratio ours / sentence-transformers {ratio:.2f} (goal >= 1.0)")
+    tokens = padded_tokens(pairs, args)
+    print(
+        "tokens per step, padding included: ours {ours:.0f}, sentence-transformers "
+        "{sentence-transformers:.0f} (one pass per column); real tokens {real:.0f}".format_map(
+            tokens
+        )
+    )
 
 
 if __name__ == "__main__":
