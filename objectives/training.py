@@ -168,22 +168,20 @@ def cached_backward(
 
     Returns the loss and the batch's real token count.
     """
-    inputs, count = _step_inputs(model, batch, config, query_prompt)
-    passes = forward_passes(inputs, batch, config, max_tokens)
-    parts = [_rows(model, inputs, rows) for rows in passes]
+    passes, count = _plan(model, batch, config, query_prompt, max_tokens)
     states, outputs = [], []
     with torch.no_grad():
-        for part in parts:
+        for part in passes.inputs:
             states.append(_random_state(part["input_ids"].device))
             outputs.append(model(part))
     # A leaf standing in for the embeddings: the loss's gradient lands in its .grad.
-    embeddings = _in_order(outputs, passes).requires_grad_()
+    embeddings = passes.in_order(outputs).requires_grad_()
     loss = info_nce(*_split(embeddings, count), config.scale)
     loss.backward()
-    for rows, part, state in zip(passes, parts, states, strict=True):
+    for part, rows, state in zip(passes.inputs, passes.rows, states, strict=True):
         with _replayed(state):
-            model(part).backward(embeddings.grad[rows])
-    return loss.item(), _token_count(inputs)
+            model(part).backward(embeddings.grad.index_select(0, rows))
+    return loss.item(), passes.tokens
 
 
 def batch_loss(
@@ -196,18 +194,17 @@ def batch_loss(
     """InfoNCE of one micro-batch (queries with the prompt against positives then hard
     negatives, embedded in the passes of ``forward_passes`` with their graphs kept) and the
     micro-batch's real token count."""
-    inputs, count = _step_inputs(model, batch, config, query_prompt)
-    passes = forward_passes(inputs, batch, config, max_tokens)
-    outputs = [model(_rows(model, inputs, rows)) for rows in passes]
-    loss = info_nce(*_split(_in_order(outputs, passes), count), config.scale)
-    return loss, _token_count(inputs)
+    passes, count = _plan(model, batch, config, query_prompt, max_tokens)
+    embeddings = passes.in_order([model(part) for part in passes.inputs])
+    return info_nce(*_split(embeddings, count), config.scale), passes.tokens
 
 
 def forward_passes(
-    inputs: dict[str, torch.Tensor], batch: list[Pair], config: TrainConfig, max_tokens: int | None
+    lengths: list[int], batch: list[Pair], config: TrainConfig, max_tokens: int | None
 ) -> list[list[int]]:
-    """Rows of ``inputs`` (the ``_step_inputs`` of ``batch``) embedded together, one list per
-    forward pass; together they hold every row once.
+    """Rows of a step's texts (``lengths``: their token counts, in the order queries, positives,
+    hard negatives of ``batch``) embedded together, one list per forward pass; together they
+    hold every row once.
 
     Without ``max_tokens``: each micro-batch of ``config.batch_size`` pairs, its queries, positives
     and hard negatives in one pass. On a GPU a step of short texts is bound by kernel launches,
@@ -217,7 +214,7 @@ def forward_passes(
     pads only to similar lengths: less padding on a CPU (small budget), big passes on a GPU.
     """
     if max_tokens is not None:
-        return token_budget_chunks(inputs["attention_mask"].sum(dim=1).tolist(), max_tokens)
+        return token_budget_chunks(lengths, max_tokens)
     count, size = len(batch), config.batch_size
     negative_of: list[int | None] = []  # each pair's hard-negative row, if it has one
     row = 2 * count
@@ -231,6 +228,49 @@ def forward_passes(
         negatives = [negative_of[i] for i in pairs if negative_of[i] is not None]
         passes.append([*pairs, *(count + i for i in pairs), *negatives])
     return passes
+
+
+@dataclass(frozen=True)
+class Passes:
+    """A step's forward passes, their index tensors all made before the first pass runs (an
+    index copied to a GPU mid-step would wait for the work queued before it)."""
+
+    inputs: list[dict[str, torch.Tensor]]  # each pass's rows, trimmed to its longest text
+    rows: list[torch.Tensor]  # each pass's row numbers
+    order: torch.Tensor  # row r's embedding is row order[r] of the passes' outputs, concatenated
+    tokens: int  # the real tokens of all rows
+
+    def in_order(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The passes' embeddings, one per row in row order."""
+        return torch.cat(outputs).index_select(0, self.order)
+
+
+def _plan(
+    model: EmbeddingModel,
+    batch: list[Pair],
+    config: TrainConfig,
+    query_prompt: str | None,
+    max_tokens: int | None,
+) -> tuple[Passes, int]:
+    """A batch's texts tokenised at once and split into ``forward_passes``; and its pair count."""
+    inputs, count = _step_inputs(model, batch, config, query_prompt)
+    lengths = inputs["attention_mask"].sum(dim=1).tolist()
+    plan = forward_passes(lengths, batch, config, max_tokens)
+    device, padded = inputs["input_ids"].device, inputs["input_ids"].shape[1]
+    left = model.tokenizer.padding_side == "left"
+    parts, rows = [], []
+    for chosen in plan:
+        index = torch.tensor(chosen, device=device)
+        width = max(lengths[i] for i in chosen)
+        columns = slice(padded - width, None) if left else slice(0, width)
+        parts.append(
+            {key: value.index_select(0, index)[:, columns] for key, value in inputs.items()}
+        )
+        rows.append(index)
+    order = [0] * len(lengths)
+    for position, row in enumerate(r for chosen in plan for r in chosen):
+        order[row] = position
+    return Passes(parts, rows, torch.tensor(order, device=device), sum(lengths)), count
 
 
 @dataclass(frozen=True)
@@ -263,34 +303,10 @@ def _step_inputs(
     model: EmbeddingModel, batch: list[Pair], config: TrainConfig, query_prompt: str | None
 ) -> tuple[dict[str, torch.Tensor], int]:
     """All of a batch's texts tokenised at once (queries with the prompt, then positives, then
-    hard negatives) and its pair count; ``_rows`` takes each forward pass's rows from them."""
+    hard negatives) and its pair count."""
     negatives = [p.negative for p in batch if p.negative] if config.hard_negatives else []
     texts = [p.query for p in batch] + [p.positive for p in batch] + negatives
     return model.tokenize(texts, query_prompt, prompted=len(batch)), len(batch)
-
-
-def _rows(
-    model: EmbeddingModel, inputs: dict[str, torch.Tensor], rows: list[int]
-) -> dict[str, torch.Tensor]:
-    """Those rows of a padded batch, trimmed to their longest text on the tokenizer's padding side."""
-    index = torch.tensor(rows, device=inputs["input_ids"].device)
-    input_ids, mask = (
-        inputs[key].index_select(0, index) for key in ("input_ids", "attention_mask")
-    )
-    width = int(mask.sum(dim=1).max())
-    left = model.tokenizer.padding_side == "left"
-    columns = slice(mask.shape[1] - width, None) if left else slice(0, width)
-    return {"input_ids": input_ids[:, columns], "attention_mask": mask[:, columns]}
-
-
-def _token_count(inputs: dict[str, torch.Tensor]) -> int:
-    return int(inputs["attention_mask"].sum())
-
-
-def _in_order(outputs: list[torch.Tensor], passes: list[list[int]]) -> torch.Tensor:
-    """The passes' embeddings put back in row order."""
-    order = torch.tensor([row for rows in passes for row in rows], device=outputs[0].device)
-    return torch.cat(outputs).index_select(0, torch.argsort(order))
 
 
 def _split(embeddings: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
