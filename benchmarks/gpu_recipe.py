@@ -17,11 +17,12 @@ is left out, since what it costs follows the vectors it reads (every token for m
 per text for model5), and so is the cached path's extra forward pass (recomputation, like
 activation checkpointing's, is not model work). With LoRA the backward computes no gradient for
 the frozen weights, so the work done is nearer 4 than 6 x parameters x tokens: the 6 is the
-usual convention (and the issue's), read the figure with that in mind. ``--max-tokens`` sets the
-token budget of one forward pass (length-bucketed passes; ``objectives.training.forward_passes``).
+usual convention (and the issue's), read the figure with that in mind. ``--max-tokens`` lists
+token budgets of one forward pass (length-bucketed passes, ``objectives.training.forward_passes``;
+0 is one pass per micro-batch): the variants table is printed for each, the widths for the first.
 
     python benchmarks/gpu_recipe.py --preset gpu --steps 3
-    python benchmarks/gpu_recipe.py --preset gpu --variants model1,model5 --widths '' --max-tokens 32768
+    python benchmarks/gpu_recipe.py --preset gpu --variants model1,model5 --widths '' --max-tokens 0,16384,65536
     python benchmarks/gpu_recipe.py --preset paper --variants model1,model5 --widths ''
     python benchmarks/gpu_recipe.py --dry-run   # a CPU-sized run of this script's code path
 
@@ -244,6 +245,10 @@ def table(title: str, rows: dict[str, dict[str, float] | None], base: TrialConfi
         )
 
 
+def passes(max_tokens: int | None) -> str:
+    return f"passes of {max_tokens} tokens" if max_tokens else "one pass per micro-batch"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="gpu", choices=["gpu", "paper"])
@@ -254,9 +259,8 @@ def main() -> None:
     parser.add_argument("--encode-texts", type=int, default=4096)
     parser.add_argument(
         "--max-tokens",
-        type=int,
-        default=0,
-        help="padded-token budget of one forward pass (length-bucketed); 0: one per micro-batch",
+        default="0",
+        help="padded-token budgets of one forward pass, comma-separated; 0: one per micro-batch",
     )
     parser.add_argument("--set", action="append", default=[], help="dotted override, k=v")
     parser.add_argument(
@@ -280,13 +284,15 @@ def main() -> None:
     pairs = load_pairs(pairs_source(base.train, str(tasks_dir)))
     short, long = corpus(tasks_dir)
     arch = base.model.backbone
-    max_tokens = args.max_tokens or None
+    try:
+        budgets = [int(b) or None for b in args.max_tokens.split(",")]
+    except ValueError:
+        parser.error(f"--max-tokens {args.max_tokens!r}: give token counts such as 0,16384")
     where = "CPU (dry run, shrunk shapes)" if args.dry_run else torch.cuda.get_device_name()
-    budget = f"{max_tokens} tokens per pass" if max_tokens else "one pass per micro-batch"
     print(
         f"preset {args.preset}: {arch} shapes, random bf16 weights; {where}, "
         f"torch {torch.__version__}; batch {base.train.batch_size} x accum {base.train.grad_accum}, "
-        f"max length {base.model.max_length}, {base.model.pooling.n_latents} latents, {budget}"
+        f"max length {base.model.max_length}, {base.model.pooling.n_latents} latents"
     )
     with tempfile.TemporaryDirectory() as folder, attention_kernels(device):
         start = time.perf_counter()
@@ -296,21 +302,21 @@ def main() -> None:
         changes = dict(item.split("=", 1) for item in args.set)
         base = override(base, {"model.backbone": str(backbone), **changes})
         variants = [v for v in args.variants.split(",") if v]
-        rows = {
-            v: measured(apply_variant(base, v), pairs, args.steps, device, max_tokens)
-            for v in variants
-        }
-        if rows:
-            width = f"{base.model.pooling.heads}x{base.model.pooling.head_dim}"
-            table(f"paper variants (heads x head_dim {width})", rows, base)
+        width = f"{base.model.pooling.heads}x{base.model.pooling.head_dim}"
+        for max_tokens in budgets if variants else []:
+            rows = {
+                v: measured(apply_variant(base, v), pairs, args.steps, device, max_tokens)
+                for v in variants
+            }
+            table(f"paper variants (heads x head_dim {width}), {passes(max_tokens)}", rows, base)
         widths = [w for w in args.widths.split(",") if w]
         rows = {}
         for width in widths:
             heads, head_dim = width.split("x")
             arm = override(base, {"model.pooling.heads": heads, "model.pooling.head_dim": head_dim})
-            rows[width] = measured(arm, pairs, args.steps, device, max_tokens)
+            rows[width] = measured(arm, pairs, args.steps, device, budgets[0])
         if rows:
-            table("cross-attn-width arms (model5)", rows, base)
+            table(f"cross-attn-width arms (model5), {passes(budgets[0])}", rows, base)
         n = args.encode_texts
         print(f"\n== encode (model5, batch {base.eval.batch_size}) ==")
         print(
