@@ -56,9 +56,10 @@ class StudyProvenance:
         for kind, fields in kinds:
             differ = sorted(name for name, values in fields.items() if len(values) > 1)
             if differ:
+                which = "" if kind == "commits" else f" ({', '.join(differ)})"
                 out.append(
-                    f"the finished trials ran on different {kind} ({', '.join(differ)}), so their "
-                    "scores may not be comparable: rerun the odd cells or start a new --study-name"
+                    f"the finished trials ran on different {kind}{which}, so their scores may not "
+                    "be comparable: rerun the study on one checkout under a new --study-name"
                 )
         return out
 
