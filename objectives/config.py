@@ -241,9 +241,16 @@ class TrainConfig:
             "in-batch negatives from the micro-batch, or the whole effective batch (GradCache)"
         ),
     )
+    max_tokens: int | None = field(
+        default=None,
+        metadata=_doc(
+            "padded-token budget of one forward pass: a step's texts bucketed by length; "
+            "None: one pass per micro-batch (>= 1)"
+        ),
+    )
 
     def __post_init__(self) -> None:
-        counts = ("steps", "batch_size", "grad_accum", "max_pairs", "eval_every")
+        counts = ("steps", "batch_size", "grad_accum", "max_pairs", "eval_every", "max_tokens")
         rules = dict.fromkeys(counts, AT_LEAST_1)
         rules |= dict.fromkeys(("lr", "head_lr", "max_grad_norm", "scale"), POSITIVE)
         rules |= dict.fromkeys(
