@@ -87,6 +87,8 @@ class ArmRow:
     shared: int = 0
     pruned_cells: list[PrunedCell] = field(default_factory=list)
     learned: bool | None = None
+    # The mean over seeds of (last dev signal - step-0 dev signal): how far training moved it.
+    dev_gain: float | None = None
     detectable: float | None = None
 
     def notes(self) -> list[str]:
@@ -98,7 +100,12 @@ class ArmRow:
             for p in self.pruned_cells
         ]
         if self.learned is False:
-            notes.append(DID_NOT_LEARN)
+            gain = (
+                f" (dev signal {self.dev_gain:+.4f} since step 0)"
+                if self.dev_gain is not None
+                else ""
+            )
+            notes.append(DID_NOT_LEARN + gain)
         if self.detectable is not None:
             notes.append(f"detects |effect| >= {self.detectable:.4f}")
         return notes
@@ -368,12 +375,12 @@ def _row(
         if seed_of(t) not in chosen
     ]
     with_start = [t for t in chosen.values() if 0 in t.intermediate_values]
-    learn = None
+    learn = gain = None
     if with_start:
-        learn = learned(
-            [t.intermediate_values[0] for t in with_start],
-            [t.intermediate_values[max(t.intermediate_values)] for t in with_start],
-        )
+        start = [t.intermediate_values[0] for t in with_start]
+        final = [t.intermediate_values[max(t.intermediate_values)] for t in with_start]
+        learn = learned(start, final)
+        gain = statistics.fmean(f - s for f, s in zip(final, start, strict=True))
     return ArmRow(
         arm=arm,
         is_baseline=arm == baseline,
@@ -384,6 +391,7 @@ def _row(
         shared=shared,
         pruned_cells=pruned_cells,
         learned=learn,
+        dev_gain=gain,
     )
 
 

@@ -80,12 +80,13 @@ def to_csv(table: AblationTable) -> str:
     writer = csv.writer(out, lineterminator="\n")
     fields = ("mean", "std", "n", "delta", "low", "high", "p", "p_holm", "verdict")
     fields += ("p_tasks", "p_tasks_holm", "tasks_test")
-    header = ["arm", "baseline", "complete", "shared", "pruned", "failed", "learned", "detectable"]
+    header = ["arm", "baseline", "complete", "shared", "pruned", "failed", "learned", "dev_gain"]
+    header += ["detectable"]
     header += [f"{column}_{k}" for column in table.columns for k in fields]
     writer.writerow(header)
     for row in table.rows:
         values: list[object] = [row.arm, row.is_baseline, row.complete, row.shared, row.pruned]
-        values += [row.failed, row.learned, row.detectable]
+        values += [row.failed, row.learned, row.dev_gain, row.detectable]
         for column in table.columns:
             cell = row.cells[column]
             interval, test = cell.interval, cell.tasks_test

@@ -204,6 +204,7 @@ def test_a_planted_effect_is_not_called_when_the_baseline_did_not_learn(tmp_path
     table = build_table(load_records("stuck", url))
     rows = {r.arm: r for r in table.rows}
     assert rows["base"].learned is False and rows["up"].learned is True
+    assert "did not learn (dev signal +0.0000 since step 0)" in rows["base"].notes()
     assert {c: cell.verdict for c, cell in rows["up"].cells.items()} == dict.fromkeys(
         table.columns, NOT_LEARNED
     )
