@@ -425,7 +425,7 @@ def _holm_and_verdicts(
                 continue
             p_holm = adjusted.get((row.arm, column, "interval"))
             word = verdict(cell.interval, p_holm, rope, alpha, both_learned)
-            if row.pruned_cells and word not in (BETTER, WORSE):
+            if row.pruned_cells and word not in (BETTER, WORSE, NOT_LEARNED):
                 word = PRUNED
             cells[column] = _with(
                 cell,

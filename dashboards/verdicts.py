@@ -16,8 +16,8 @@ known), so with 2 seeds it is wide, as it must be. Verdicts: ``equivalent``
 when the interval lies inside +-ROPE; ``better``/``worse`` when it excludes 0 and the Holm-adjusted
 p-value (over every test of the study) is below alpha; else ``inconclusive``. No pair in which the
 arm or the baseline did not learn gets a decided word (``inconclusive (did not learn)``): the
-difference of two heads that training left where they started says how they were initialised, not
-what the ablated part does. The paper's own test, Wilcoxon signed-rank across the tasks of a
+difference of two heads that training did not improve says how they were initialised (or how the
+recipe damaged them), not what the ablated part does. The paper's own test, Wilcoxon signed-rank across the tasks of a
 category, is reported beside it where it can reach alpha.
 """
 
@@ -37,7 +37,7 @@ POWER = 0.8
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent", "inconclusive"
 PRUNED = "pruned (worse on dev)"
 DID_NOT_LEARN = "did not learn"
-# A pair in which either arm did not learn compares untrained heads, not the ablation: no word but this.
+# The only word for a pair in which the arm or the baseline did not learn (module docstring).
 NOT_LEARNED = f"{INCONCLUSIVE} ({DID_NOT_LEARN})"
 METHOD = (
     "paired difference vs the baseline over the seeds both completed; 95% interval: Student t over "

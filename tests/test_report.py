@@ -192,7 +192,7 @@ def test_a_planted_effect_of_0_05_on_3_seeds_is_called_better_and_none_equivalen
 
 def test_a_planted_effect_is_not_called_when_the_baseline_did_not_learn(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    arms = (ArmSpec("base", 0.0), ArmSpec("up", 0.05))
+    arms = (ArmSpec("base", 0.0), ArmSpec("up", 0.05), ArmSpec("cut", 0.05, pruned_seeds=(0,)))
     source = write_study(optuna.storages.InMemoryStorage(), arms=arms, baseline="base")
     study = optuna.create_study(study_name="stuck", storage=url, direction="maximize")
     study.set_user_attr("plan", source.user_attrs["plan"])
@@ -209,6 +209,7 @@ def test_a_planted_effect_is_not_called_when_the_baseline_did_not_learn(tmp_path
         table.columns, NOT_LEARNED
     )
     assert rows["up"].cells["average"].interval.low > 0  # the numbers stay; only the word is held
+    assert rows["cut"].cells["average"].verdict == NOT_LEARNED  # not "pruned (worse on dev)"
     warning = next(w for w in table.warnings if "did not learn" in w)
     assert "'base'" in warning and "--set train.steps=32" in warning  # 4 x the 8 steps it ran
 
