@@ -10,8 +10,8 @@ With ``train.negatives=micro`` each micro-batch's loss sees only its own pairs a
 Gao et al. 2021): every micro-batch is embedded without a graph, the loss's gradient with respect to
 all embeddings is computed once, then each micro-batch is embedded again with a graph (replaying its
 random state, so dropout draws the same masks) and back-propagates its slice of that gradient. The
-negatives are those of the effective batch while memory stays that of one micro-batch, for one
-extra forward pass per micro-batch.
+negatives are those of the effective batch while memory stays that of one micro-batch (one pass,
+with a token budget), for one extra forward pass per micro-batch.
 
 A step's texts are tokenised once and embedded in forward passes (``forward_passes``): by default
 one per micro-batch, its queries, positives and negatives together; with a token budget
