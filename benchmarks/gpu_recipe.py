@@ -181,10 +181,10 @@ def step_cost(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     model = EmbeddingModel.build(config.model, seed=config.seed, device=device)
-    warm_up = override(config.train, {"steps": 1})
-    train(model, pairs, warm_up, seed=0, progress=False, max_tokens=max_tokens)
-    timed = override(config.train, {"steps": steps})
-    stats = train(model, pairs, timed, seed=1, progress=False, max_tokens=max_tokens)
+    warm_up = override(config.train, {"steps": 1, "max_tokens": max_tokens})
+    train(model, pairs, warm_up, seed=0, progress=False)
+    timed = override(config.train, {"steps": steps, "max_tokens": max_tokens})
+    stats = train(model, pairs, timed, seed=1, progress=False)
     counts = model.parameter_counts()
     tokens_per_s = stats.tokens / stats.seconds
     peak = peak_flops(torch.cuda.get_device_name()) if cuda else None

@@ -48,9 +48,9 @@ def ours(pairs: list, args: argparse.Namespace) -> float:
         lr=1e-4,
         warmup_steps=1,
         eval_every=args.steps,
+        max_tokens=args.max_tokens or None,
     )
-    budget = args.max_tokens or None
-    return train(model, pairs, config, seed=0, progress=False, max_tokens=budget).seconds
+    return train(model, pairs, config, seed=0, progress=False).seconds
 
 
 def theirs(pairs: list, args: argparse.Namespace, output_dir: Path) -> float:

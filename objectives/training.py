@@ -107,12 +107,9 @@ def train(
     query_prompt: str | None = None,
     on_step: Callable[[int], None] | None = None,
     progress: bool = True,
-    max_tokens: int | None = None,
 ) -> TrainStats:
-    """Run ``config.steps`` optimizer steps of InfoNCE on ``pairs``.
-
-    ``max_tokens``: the padded-token budget of one forward pass (``forward_passes``); ``None``
-    embeds each micro-batch in one pass.
+    """Run ``config.steps`` optimizer steps of InfoNCE on ``pairs``, each micro-batch's (or with
+    ``config.max_tokens`` the step's) texts embedded in the passes of ``forward_passes``.
     ``on_step(step)`` runs after every ``config.eval_every`` steps and after the last one (once);
     an exception it raises (e.g. a pruning signal) stops training at once and propagates.
     """
@@ -129,16 +126,12 @@ def train(
         start = time.perf_counter()
         model.train()
         if cached:
-            loss_value, step_tokens = cached_backward(
-                model, next(stream), config, query_prompt, max_tokens
-            )
+            loss_value, step_tokens = cached_backward(model, next(stream), config, query_prompt)
             tokens += step_tokens
         else:
             loss_value = 0.0
             for _ in range(config.grad_accum):
-                loss, step_tokens = batch_loss(
-                    model, next(stream), config, query_prompt, max_tokens
-                )
+                loss, step_tokens = batch_loss(model, next(stream), config, query_prompt)
                 loss = loss / config.grad_accum
                 loss.backward()
                 loss_value += loss.item()
@@ -161,14 +154,13 @@ def cached_backward(
     batch: list[Pair],
     config: TrainConfig,
     query_prompt: str | None,
-    max_tokens: int | None = None,
 ) -> tuple[float, int]:
     """Accumulate the gradient of one InfoNCE over all of ``batch`` (the effective batch) into the
     parameters, one forward pass's graph at a time (the passes of ``forward_passes``).
 
     Returns the loss and the batch's real token count.
     """
-    passes, count = _plan(model, batch, config, query_prompt, max_tokens)
+    passes, count = _plan(model, batch, config, query_prompt)
     states, outputs = [], []
     with torch.no_grad():
         for part in passes.inputs:
@@ -189,32 +181,28 @@ def batch_loss(
     batch: list[Pair],
     config: TrainConfig,
     query_prompt: str | None,
-    max_tokens: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """InfoNCE of one micro-batch (queries with the prompt against positives then hard
     negatives, embedded in the passes of ``forward_passes`` with their graphs kept) and the
     micro-batch's real token count."""
-    passes, count = _plan(model, batch, config, query_prompt, max_tokens)
+    passes, count = _plan(model, batch, config, query_prompt)
     embeddings = passes.in_order([model(part) for part in passes.inputs])
     return info_nce(*_split(embeddings, count), config.scale), passes.tokens
 
 
-def forward_passes(
-    lengths: list[int], batch: list[Pair], config: TrainConfig, max_tokens: int | None
-) -> list[list[int]]:
+def forward_passes(lengths: list[int], batch: list[Pair], config: TrainConfig) -> list[list[int]]:
     """Rows of a step's texts (``lengths``: their token counts, in the order queries, positives,
     hard negatives of ``batch``) embedded together, one list per forward pass; together they
     hold every row once.
 
-    Without ``max_tokens``: each micro-batch of ``config.batch_size`` pairs, its queries, positives
-    and hard negatives in one pass. On a GPU a step of short texts is bound by kernel launches,
-    and one pass of 3B texts launched half as many as two passes (measured on an H100: 5.8 -> 2.7 s
-    per 8 micro-batches for EOS pooling on Qwen2-0.5B). With ``max_tokens``: the texts bucketed
+    Without ``config.max_tokens``: each micro-batch of ``config.batch_size`` pairs, its queries,
+    positives and hard negatives in one pass (on a GPU a step of short texts is bound by kernel
+    launches, and one pass of 3B texts launches half as many as two). With it: the texts bucketed
     by length into passes of at most that many padded tokens (``token_budget_chunks``), so a pass
     pads only to similar lengths: less padding on a CPU (small budget), big passes on a GPU.
     """
-    if max_tokens is not None:
-        return token_budget_chunks(lengths, max_tokens)
+    if config.max_tokens is not None:
+        return token_budget_chunks(lengths, config.max_tokens)
     count, size = len(batch), config.batch_size
     negative_of: list[int | None] = []  # each pair's hard-negative row, if it has one
     row = 2 * count
@@ -250,12 +238,11 @@ def _plan(
     batch: list[Pair],
     config: TrainConfig,
     query_prompt: str | None,
-    max_tokens: int | None,
 ) -> tuple[Passes, int]:
     """A batch's texts tokenised at once and split into ``forward_passes``; and its pair count."""
     inputs, count = _step_inputs(model, batch, config, query_prompt)
     lengths = inputs["attention_mask"].sum(dim=1).tolist()
-    plan = forward_passes(lengths, batch, config, max_tokens)
+    plan = forward_passes(lengths, batch, config)
     device, padded = inputs["input_ids"].device, inputs["input_ids"].shape[1]
     left = model.tokenizer.padding_side == "left"
     parts, rows = [], []

@@ -248,12 +248,12 @@ def test_cached_negatives_give_the_gradients_of_one_loss_over_the_whole_effectiv
     four or in length-bucketed passes of at most 40 tokens that mix the pairs' texts."""
     torch.set_num_threads(1)
     model = _tiny_float64_model(variant, tiny_encoder_dir, tiny_decoder_dir).train()
-    config = TrainConfig(batch_size=4, grad_accum=3, negatives="effective")
+    config = TrainConfig(batch_size=4, grad_accum=3, negatives="effective", max_tokens=max_tokens)
     batch = next(batches(_varied_pairs(40), 12, seed=0))
     assert sum(p.negative is not None for p in batch) > 0
     prompt = "query: "
     texts = _texts(batch, prompt)
-    passes = forward_passes(_lengths(model, texts), batch, config, max_tokens)
+    passes = forward_passes(_lengths(model, texts), batch, config)
     if max_tokens is None:
         assert [len(rows) for rows in passes] == [
             8 + sum(bool(p.negative) for p in batch[i : i + 4]) for i in (0, 4, 8)
@@ -269,7 +269,7 @@ def test_cached_negatives_give_the_gradients_of_one_loss_over_the_whole_effectiv
         info_nce(embeddings[:12], embeddings[12:24], embeddings[24:], config.scale).backward()
 
     def cached() -> None:
-        cached_backward(model, batch, config, prompt, max_tokens)
+        cached_backward(model, batch, config, prompt)
 
     expected, expected_rng = _gradients(model, one_graph, seed=7)
     got, got_rng = _gradients(model, cached, seed=7)
@@ -295,9 +295,9 @@ def test_token_budget_passes_give_the_loss_and_gradients_of_one_pass_over_all_te
     batch = next(batches(_varied_pairs(40), 12, seed=0))
     prompt = "query: "
     if negatives == "effective":
-        config = TrainConfig(batch_size=4, grad_accum=3, negatives="effective")
+        config = TrainConfig(batch_size=4, grad_accum=3, negatives="effective", max_tokens=30)
     else:
-        config = TrainConfig(batch_size=12, grad_accum=1)
+        config = TrainConfig(batch_size=12, grad_accum=1, max_tokens=30)
     losses: list[float] = []
 
     def one_pass() -> None:
@@ -308,10 +308,10 @@ def test_token_budget_passes_give_the_loss_and_gradients_of_one_pass_over_all_te
 
     def bucketed() -> None:
         if negatives == "effective":
-            loss, tokens = cached_backward(model, batch, config, prompt, max_tokens=30)
+            loss, tokens = cached_backward(model, batch, config, prompt)
             losses.append(loss)
         else:
-            loss, tokens = batch_loss(model, batch, config, prompt, max_tokens=30)
+            loss, tokens = batch_loss(model, batch, config, prompt)
             loss.backward()
             losses.append(loss.item())
         assert tokens == sum(_lengths(model, _texts(batch, prompt)))
@@ -320,7 +320,7 @@ def test_token_budget_passes_give_the_loss_and_gradients_of_one_pass_over_all_te
     got, _ = _gradients(model, bucketed, seed=0)
     _assert_equal_gradients(got, expected)
     assert losses[1] == pytest.approx(losses[0], rel=1e-12)
-    assert len(forward_passes(_lengths(model, _texts(batch, prompt)), batch, config, 30)) > 3
+    assert len(forward_passes(_lengths(model, _texts(batch, prompt)), batch, config)) > 3
 
 
 def test_token_budget_chunks_hold_every_text_once_longest_first_within_the_budget() -> None:
