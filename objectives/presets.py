@@ -51,6 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.eval_every": 10,  # dev signal at steps 0, 10, 20, 30: pruning and "did it learn"
         "train.dev_pairs": 200,
         "train.dev_queries": 50,
+        # Passes of similar-length texts instead of one padded pass per micro-batch: a CPU pays
+        # for padded tokens (benchmarks/train_throughput.py prints both counts).
+        "train.max_tokens": 512,
         "eval.max_texts": 400,  # a seeded subset per task: the same texts for every arm and seed
         "eval.batch_size": 64,
         # One torch thread per trial and two trials side by side: under load two threads in one
@@ -80,6 +83,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval.max_texts": 100,
         "eval.batch_size": 32,
         "threads": 1,
+    },
+    # Real science on one offline GPU: the packaged SmolLM2-135M with the paper's recipe (bf16,
+    # effective batch 256 with cached negatives, instructions, the full offline tasks) scaled to a
+    # trial of minutes, so a 15-trial pooling-attention study fits in about an hour. Sized from FLOP
+    # counts and the CPU step cost until a GPU run of benchmarks/gpu_recipe.py measures it (README).
+    "gpu-offline": {
+        "model.backbone": "smollm2-135m",
+        "model.dtype": "bfloat16",
+        "model.max_length": 128,  # the training pairs are short; the longest task texts are cut
+        "model.query_prompt": QUERY_PROMPT,
+        "eval.use_instructions": True,
+        "train.steps": 600,  # about 8 passes over the 18k offline training pairs
+        "train.batch_size": 32,
+        "train.grad_accum": 8,  # the paper's effective batch of 256
+        "train.negatives": "effective",
+        # 10x the paper's 1e-5: a 135M backbone and 600 steps instead of a 7B one and 1,000.
+        "train.lr": 1e-4,
+        "train.warmup_steps": 60,
+        "train.eval_every": 100,
+        "eval.batch_size": 256,
     },
     # One GPU (online): Qwen2-0.5B, the paper's robustness-check backbone, paper hyperparameters.
     # Step time and peak memory per variant: benchmarks/gpu_recipe.py and the README.

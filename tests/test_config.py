@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from pathlib import Path
 
 import pytest
 
+from objectives.backbone import ALIASES, num_layers
 from objectives.config import ConfigError, TrialConfig, from_dict, override, to_dict
 from objectives.presets import PRESETS, preset_config
+from objectives.task_folders import discover_tasks
+from objectives.tasks import task_names
 from objectives.variants import VARIANTS, apply_variant
 
 
@@ -63,6 +67,17 @@ def test_every_preset_round_trips_through_json_dicts(name: str) -> None:
     assert from_dict(TrialConfig, to_dict(config)) == config
 
 
+def test_the_gpu_offline_preset_is_the_papers_recipe_on_packaged_parts_only(
+    tasks_dir: Path,
+) -> None:
+    config = preset_config("gpu-offline", {"eval.tasks_dir": str(tasks_dir)})
+    assert config.model.backbone in ALIASES and num_layers(config.model.backbone) == 30
+    assert (config.model.dtype, config.train.negatives) == ("bfloat16", "effective")
+    assert config.train.batch_size * config.train.grad_accum == 256
+    assert config.eval.max_texts is None  # the full offline tasks, as the paper scores MTEB
+    assert set(task_names(config.eval)) <= set(discover_tasks(str(tasks_dir)))
+
+
 def test_variants_set_pooling_and_attention() -> None:
     causal_eos = apply_variant(TrialConfig(), "model1")
     assert (causal_eos.model.pooling.kind, causal_eos.model.attention) == ("eos", "causal")
@@ -76,6 +91,7 @@ def test_variants_set_pooling_and_attention() -> None:
     [
         ("train.steps", 0, "train.steps must be >= 1, got 0"),
         ("train.eval_every", "0", "train.eval_every must be >= 1, got 0"),
+        ("train.max_tokens", 0, "train.max_tokens must be >= 1, got 0"),
         ("train.batch_size", -1, "train.batch_size must be >= 1, got -1"),
         ("train.grad_accum", 0, "train.grad_accum must be >= 1, got 0"),
         ("train.lr", "0", "train.lr must be > 0, got 0.0"),

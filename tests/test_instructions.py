@@ -58,7 +58,7 @@ def test_a_task_folders_manifest_instruction_is_used_unless_the_user_overrides_i
 
 
 def test_gpu_presets_turn_instructions_on_and_cpu_presets_keep_them_off() -> None:
-    for name in ("gpu", "paper"):
+    for name in ("gpu", "gpu-offline", "paper"):
         config = preset_config(name)
         assert config.eval.use_instructions
         assert config.model.query_prompt == prompt_for(QUERY_INSTRUCTION)
