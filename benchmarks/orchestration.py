@@ -2,14 +2,19 @@
 
 1. Overhead: the same N smoke trials through ``python -m search.launch`` (local Ray, SQLite, one
    trial at a time) versus the bare trial function in a loop; printed as a ratio and as seconds of
-   overhead per trial (goal: < 1 s per trial once Ray is up): a Ray worker pays its imports once, in
-   its first trial, so that trial is shown apart.
-2. Pruning: a plan with one clearly weak arm (``model.max_length`` 4 vs 32), run with
-   ``--pruner median`` and ``--pruner none``, one trial at a time and at the default concurrency
-   (the machine's CPUs); per concurrency the trial-seconds each spent, the saving, and whether both
-   pick the same best arm (goal at the default: >= 30% saved, same best arm). All four launches
-   share one local Ray whose workers have imported the training stack beforehand, so no launch's
-   first trial carries a cold worker's imports (part 1 measures those).
+   overhead per cell, each worker's first included (goal: <= 1 s per cell): the time a cell spends
+   outside the trial function (claim, Ray, storage, tell; ``worker.run_seconds``), and its duration
+   against the same cell's bare run (which also holds any first-call cost inside the trial, and on
+   a busy box the load's drift). The launcher warms each slot's Ray worker (imports, storage)
+   before giving it a cell, so that cost is in the launch's fixed part, shown apart.
+2. Pruning: a plan with one clearly weak arm at the baseline's cost (a learning rate of 1e-2 wrecks
+   MiniLM within two steps: dev composite about 0.43 against 0.71), 16 steps with the smoke
+   preset's report every 2, run with ``--pruner median`` and ``--pruner none``, one trial at a time
+   and at the default concurrency (the machine's CPUs); per concurrency what each spent (the
+   trials' CPU seconds, the compute, and their seconds start to tell, which on a shared box also
+   hold the other load), the saving, and whether both pick the same best arm (goal at the default:
+   >= 30% of the full grid's compute saved, same best arm). All four launches share one local Ray,
+   so its start is paid once.
 
     python benchmarks/orchestration.py [--tasks-dir ../shared/data] [--seeds 2] [--part pruning]
 """
@@ -19,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
 import tempfile
 import time
@@ -37,13 +41,14 @@ from search.plans import get_plan, load_plan
 REPO = Path(__file__).resolve().parent.parent
 LEAN = ["--preset", "smoke", "--max-concurrent", "1"]
 PRUNING_PLAN = """\
-name: tokens
-description: input length, a clear quality knob (benchmark plan)
-baseline: 32 tokens
+name: lr
+description: a learning rate that wrecks the backbone, a clearly weak arm (benchmark plan)
+baseline: lr 1e-4
 arms:
-  - {label: 32 tokens, overrides: {}}
-  - {label: 4 tokens, overrides: {model.max_length: 4}}
+  - {label: lr 1e-4, overrides: {}}
+  - {label: lr 1e-2, overrides: {train.lr: 0.01}}
 """
+PRUNING_STEPS = 16
 # (label, extra launcher flags): one trial at a time, and the launcher's default concurrency.
 CONCURRENCY = (("1", ["--max-concurrent", "1"]), ("default", []))
 
@@ -77,42 +82,36 @@ def overhead(tasks_dir: str, seeds: int, folder: Path) -> None:
     study = optuna.load_study(study_name="layer-weights.smoke.model5", storage=url)
     ran = sorted(study.trials, key=lambda t: t.datetime_start)
     extra = [_seconds(t) - bare[t.params["arm"], t.params["seed"]] for t in ran]
-    in_trials, total_bare, n = sum(map(_seconds, ran)), sum(bare.values()), len(cells)
+    outside = [_seconds(t) - t.user_attrs[runner.RUN_SECONDS] for t in ran]
+    in_trials, total_bare, n = _wall(ran), sum(bare.values()), len(cells)
     print(f"overhead: {n} smoke trials, one at a time (same cells, seconds start to tell)")
     print(f"  bare run_trial loop (warm)       {total_bare:7.1f} s  ({total_bare / n:.2f} s/trial)")
     print(f"  service, whole launch            {service:7.1f} s  ratio {service / total_bare:.2f}")
-    print(f"    fixed (imports, Ray, study)    {service - in_trials:7.1f} s")
-    print(f"    first trial, cold Ray worker   {extra[0]:+7.2f} s  (imports the training stack)")
-    print(f"    later trials, warm worker      {statistics.fmean(extra[1:]):+7.2f} s/trial (mean)")
-
-
-def _warm_workers() -> None:
-    """A local Ray whose every worker has imported what a trial imports (the launcher reuses it)."""
-    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
-    workers = int(ray.cluster_resources().get("CPU", 1))
-
-    @ray.remote(num_cpus=1)
-    def imports() -> int:
-        import objectives.trial  # noqa: F401  (the training and evaluation stack)
-
-        time.sleep(2)  # hold the slot so that each task lands in its own worker
-        return os.getpid()
-
-    ray.get([imports.remote() for _ in range(workers)])
+    print(f"    fixed (imports, Ray, warm-up)  {service - in_trials:7.1f} s")
+    print("    per cell, the worker's first / later (mean) / first included (mean, max):")
+    for what, seconds in (("outside the trial function", outside), ("vs the bare loop", extra)):
+        print(
+            f"      {what:<28} {seconds[0]:+6.2f} / {statistics.fmean(seconds[1:]):+6.2f} / "
+            f"{statistics.fmean(seconds):+6.2f}, {max(seconds):+6.2f} s"
+        )
 
 
 def pruning(tasks_dir: str, seeds: int, folder: Path) -> None:
-    _warm_workers()
-    plan_file = folder / "tokens.yaml"
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+    plan_file = folder / "lr.yaml"
     plan_file.write_text(PRUNING_PLAN)
     plan = load_plan(plan_file)
-    print(f"pruning: plan '{plan.name}' ({len(plan.arms)} arms x {seeds} seeds, 8 steps)")
+    print(
+        f"pruning: plan '{plan.name}' ({len(plan.arms)} arms x {seeds} seeds, "
+        f"{PRUNING_STEPS} steps, a report every 2)"
+    )
     for concurrency, flags in CONCURRENCY:
         results = {}
         for pruner in ("median", "none"):
             url = f"sqlite:///{folder / f'pruning-{pruner}-{concurrency}.db'}"
             argv = ["--plan", str(plan_file), "--preset", "smoke", *flags, "--seeds", str(seeds)]
-            argv += ["--tasks-dir", tasks_dir, "--set", "train.steps=8", "--pruner", pruner]
+            argv += ["--tasks-dir", tasks_dir, "--set", f"train.steps={PRUNING_STEPS}"]
+            argv += ["--pruner", pruner]
             wall = _launch([*argv, "--storage", url])
             study = optuna.load_study(study_name=f"{plan.name}.smoke.model5", storage=url)
             results[pruner] = (wall, study.trials)
@@ -120,16 +119,16 @@ def pruning(tasks_dir: str, seeds: int, folder: Path) -> None:
             pruned = sum(t.state == TrialState.PRUNED for t in found)
             arm, value = _best(found)
             print(
-                f"  concurrency {concurrency:<7} --pruner {pruner:<6} trial-seconds "
-                f"{sum(map(_seconds, found)):6.1f}  wall {wall:6.1f} s  pruned {pruned}/"
-                f"{len(found)}  best arm {arm} ({value:.4f})"
+                f"  concurrency {concurrency:<7} --pruner {pruner:<6} trial CPU-seconds "
+                f"{_cpu(found):6.1f}  trial-seconds {_wall(found):6.1f}  wall "
+                f"{wall:6.1f} s  pruned {pruned}/{len(found)}  best arm {arm} ({value:.4f})"
             )
-        spent = {p: sum(map(_seconds, found)) for p, (_, found) in results.items()}
-        saving = 1 - spent["median"] / spent["none"]
-        same = _best(results["median"][1])[0] == _best(results["none"][1])[0]
+        median, none = results["median"][1], results["none"][1]
+        same = _best(median)[0] == _best(none)[0]
         print(
-            f"  concurrency {concurrency}: saving {saving:.0%} of trial compute; "
-            f"same best arm: {same}"
+            f"  concurrency {concurrency}: --pruner median saved {1 - _cpu(median) / _cpu(none):.0%} "
+            f"of the full grid's trial CPU time ({1 - _wall(median) / _wall(none):.0%} of its "
+            f"trial-seconds); same best arm: {same}"
         )
     ray.shutdown()
 
@@ -138,6 +137,15 @@ def _seconds(trial: optuna.trial.FrozenTrial) -> float:
     if trial.datetime_start is None or trial.datetime_complete is None:
         return 0.0
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def _cpu(found: list[optuna.trial.FrozenTrial]) -> float:
+    """The trials' compute: their workers' CPU seconds, which the box's other load barely moves."""
+    return sum(t.user_attrs.get(runner.CPU_SECONDS, 0.0) for t in found)
+
+
+def _wall(found: list[optuna.trial.FrozenTrial]) -> float:
+    return sum(map(_seconds, found))
 
 
 def _best(found: list[optuna.trial.FrozenTrial]) -> tuple[str, float]:

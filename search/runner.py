@@ -37,8 +37,10 @@ DEV_PREFIX = "dev."  # user attr dev.<category>: {step: proxy}, each category's 
 # attention mode does not hold on the backbone, or the packaged decoder is not installed.
 RESULT_FILES = "results.files"  # user attr: the cell's MTEB-format result files
 MODEL_DIR = "model_dir"  # user attr: where --save-models kept the cell's model
-# user attr: seconds inside the trial function; the rest of the trial's duration is the service's
-RUN_SECONDS = "cost.run_seconds"
+# user attrs of every trial that ran, pruned ones too: wall seconds inside the trial function (the
+# rest of its duration is the service's) and the worker process's CPU seconds meanwhile (its
+# compute, which other load on the machine barely changes)
+RUN_SECONDS, CPU_SECONDS = "worker.run_seconds", "worker.cpu_seconds"
 STUDY_STOPPING = ("AttentionModeError", "DecoderUnavailableError")
 
 
@@ -145,13 +147,14 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
             rules = Bridge(arm == job.plan.baseline, config.train.steps, job.plan.metrics)
             save_to = _model_dir(job, arm, seed) if job.save_models else None
-            started = time.perf_counter()
+            clock = _Clock()
             result = run_trial(config, _reporter(trial, rules), progress=False, save_to=save_to)
-            trial.set_user_attr(RUN_SECONDS, time.perf_counter() - started)
+            clock.record(trial)
             value = job.plan.objective_value(result.task_scores, result.category_scores)
             if math.isnan(value):  # Optuna would fail the trial silently
                 raise UndefinedObjective(_nan_tasks(result.task_scores))
         except optuna.TrialPruned:
+            clock.record(trial)
             frozen = study.tell(trial, state=TrialState.PRUNED)
             return Outcome(trial_id, "PRUNED", frozen.value, node)
         except Exception as exc:  # the trial failed, the service did not: record and go on
@@ -171,6 +174,17 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             trial.set_user_attr(MODEL_DIR, str(save_to))
         study.tell(trial, value)
         return Outcome(trial_id, "COMPLETE", value, node)
+
+
+class _Clock:
+    """Wall and CPU seconds of one trial function call in this worker process."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def record(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr(RUN_SECONDS, time.perf_counter() - self.wall)
+        trial.set_user_attr(CPU_SECONDS, time.process_time() - self.cpu)
 
 
 class UndefinedObjective(ValueError):

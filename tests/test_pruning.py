@@ -17,6 +17,7 @@ import ray
 from optuna.trial import TrialState
 
 from search.launch import main
+from search.runner import CPU_SECONDS, RUN_SECONDS
 from search.space import Pruning
 from tests.search_helpers import CATEGORY_KEYS, LEAN, trials
 
@@ -47,6 +48,10 @@ def _weak_arm_study(tasks_dir: Path, url: str, folder: Path) -> None:
 
     found = trials(url, STUDY)
     assert len(found) == 4 and {t.params["seed"] for t in found} == {0, 1}
+    for trial in found:  # what each spent, pruned ones too (the benchmark's figures)
+        duration = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        assert 0 < trial.user_attrs[RUN_SECONDS] < duration  # the rest is the service's
+        assert trial.user_attrs[CPU_SECONDS] > 0
     pruned = [t for t in found if t.state == TrialState.PRUNED]
     assert any(t.params["arm"] == "4 tokens" for t in pruned)  # pruned in at least one seed
     baselines = [t for t in found if t.params["arm"] == "32 tokens"]
