@@ -3,10 +3,10 @@
 Built from COMPLETE trials, one per arm x seed cell: the cell's best trial by objective (a plan's
 ``search`` section runs several per cell; every statistic uses that same trial). An arm's mean and
 verdict rest only on the seeds complete for both it and the baseline. Columns are the plan's
-``metrics`` when given, else every task, every category and the average. The statistics, and why
-they hold with 2-3 seeds, are in ``dashboards.verdicts``; a cell's item-level variation comes from
-the evidence each trial stored (``storage.evidence``), resampled with the same draws for every
-trial, so both arms of a pair always see the same resampled test items.
+``metrics`` and its objective when given, else every task, every category and the average. The
+statistics, and why they hold with 2-3 seeds, are in ``dashboards.verdicts``; a cell's item-level
+variation comes from the evidence each trial stored (``storage.evidence``), resampled with the same
+draws for every trial, so both arms of a pair always see the same resampled test items.
 """
 
 from __future__ import annotations
@@ -40,11 +40,10 @@ from dashboards.verdicts import (
     wilcoxon_across_tasks,
 )
 from objectives.evidence import TaskEvidence
-from objectives.results import CATEGORIES, OBJECTIVE, TASK_CATEGORY
-from storage import read_evidence
+from objectives.results import CATEGORIES, OBJECTIVE
+from storage.study_records import Pruned, read_evidence, read_pruned, read_result
 
 BOOTSTRAP_DRAWS = 200
-PRUNED_STEP, PRUNED_GAP = "pruned_step", "pruned_gap"
 
 
 @dataclass(frozen=True)
@@ -199,12 +198,9 @@ def _learning_warnings(
     stuck = [r.arm for r in rows if r.learned is False]
     if not stuck:
         return []
-    steps = [
-        int(t.user_attrs["config"]["train"]["steps"])
-        for arm in stuck
-        for t in chosen[arm].values()
-        if "steps" in (t.user_attrs.get("config") or {}).get("train", {})
-    ]
+    results = [read_result(t) for arm in stuck for t in chosen[arm].values()]
+    trains = [r.config.get("train", {}) for r in results if r is not None]
+    steps = [int(train["steps"]) for train in trains if "steps" in train]
     more = f"--set train.steps={4 * max(steps)}" if steps else "--set train.steps=N"
     names = ", ".join(f"'{arm}'" for arm in stuck)
     return [
@@ -217,12 +213,17 @@ def _learning_warnings(
 def _columns(
     records: StudyRecords, chosen: dict[str, dict[object, FrozenTrial]], categories: dict[str, str]
 ) -> tuple[str, ...]:
-    metrics = records.plan.get("metrics")
-    if metrics:
-        return tuple(metrics)
     tasks = sorted(
         {t for cells in chosen.values() for tr in cells.values() for t in task_scores(tr)}
     )
+    metrics = records.plan.get("metrics")
+    if metrics:
+        # The stored metrics are categories; the objective the cells are ranked by gets its own
+        # column when it is one the table computes (not a mean of a few metrics: that is the
+        # mean of the columns shown, and the average column means every category).
+        objective = records.plan.get("objective_name", OBJECTIVE)
+        computed = objective in (OBJECTIVE, *CATEGORIES, *tasks)
+        return (*metrics, objective) if computed and objective not in metrics else tuple(metrics)
     present = [c for c in CATEGORIES if c in {categories.get(t) for t in tasks}]
     return (*tasks, *present, OBJECTIVE)
 
@@ -261,7 +262,9 @@ class _Resampler:
         # Task -> category as the trials recorded it; older trials only through their evidence.
         self.categories: dict[str, str] = {}
         for trial in trials:
-            self.categories.update(trial.user_attrs.get(TASK_CATEGORY) or {})
+            result = read_result(trial)
+            if result is not None:
+                self.categories.update(result.task_category)
             for task, evidence in self.evidence(trial).items():
                 self.categories.setdefault(task, evidence.kind)
 
@@ -369,11 +372,7 @@ def _row(
     chosen: dict[object, FrozenTrial],
 ) -> ArmRow:
     pruned = records.by_state(TrialState.PRUNED, arm)
-    pruned_cells = [
-        PrunedCell(seed_of(t), _pruned_step(t), t.user_attrs.get(PRUNED_GAP))
-        for t in pruned
-        if seed_of(t) not in chosen
-    ]
+    pruned_cells = [_pruned_cell(t) for t in pruned if seed_of(t) not in chosen]
     with_start = [t for t in chosen.values() if 0 in t.intermediate_values]
     learn = gain = None
     if with_start:
@@ -395,11 +394,9 @@ def _row(
     )
 
 
-def _pruned_step(trial: FrozenTrial) -> int | None:
-    step = trial.user_attrs.get(PRUNED_STEP)
-    if step is not None:
-        return int(step)
-    return max(trial.intermediate_values, default=None)
+def _pruned_cell(trial: FrozenTrial) -> PrunedCell:
+    stop = read_pruned(trial) or Pruned(None, None)
+    return PrunedCell(seed_of(trial), stop.step, stop.gap)
 
 
 def _holm_and_verdicts(

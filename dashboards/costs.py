@@ -1,9 +1,10 @@
 """What each arm cost (time, memory, parameters) and what pruning saved.
 
-Costs come from the ``cost.*``/``params.*`` attributes of finished trials. A pruned trial has no
-such attributes (it never finished), so its saving is measured against the finished trials: the
-training steps it did not run, and the wall-clock seconds between its duration and a finished
-trial's mean duration (training it skipped plus the evaluation it never started).
+Costs come from the costs and parameter counts in finished trials' results
+(``storage.study_records.read_result``). A pruned trial has no result (it never finished), so its
+saving is measured against the finished trials: the training steps it did not run, and the
+wall-clock seconds between its duration and a finished trial's mean duration (training it skipped
+plus the evaluation it never started).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.records import StudyRecords
-from objectives.results import COST_PREFIX, PARAMS_PREFIX
+from storage.study_records import read_result
 
 COST_KEYS: tuple[str, ...] = ("train_seconds", "eval_seconds", "load_seconds", "peak_memory_mb")
 PARAM_KEYS: tuple[str, ...] = ("total", "trainable", "head")
@@ -51,8 +52,9 @@ def arm_costs(records: StudyRecords) -> list[ArmCost]:
     rows = []
     for arm in records.arms:
         done = records.complete(arm)
-        costs = {k: _mean(done, COST_PREFIX + k) for k in COST_KEYS}
-        params = {k: _int(_mean(done, PARAMS_PREFIX + k)) for k in PARAM_KEYS}
+        results = [r for r in map(read_result, done) if r is not None]
+        costs = {k: _mean([r.costs.get(k) for r in results]) for k in COST_KEYS}
+        params = {k: _int(_mean([r.params.get(k) for r in results])) for k in PARAM_KEYS}
         rows.append(ArmCost(arm=arm, complete=len(done), costs=costs, params=params))
     return rows
 
@@ -77,9 +79,10 @@ def pruning_savings(records: StudyRecords) -> PruningSavings:
     )
 
 
-def _mean(trials: list[FrozenTrial], key: str) -> float | None:
-    values = [float(t.user_attrs[key]) for t in trials if t.user_attrs.get(key) is not None]
-    return statistics.fmean(values) if values else None
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the recorded values; ``None`` when no trial recorded one."""
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
 
 
 def _int(value: float | None) -> int | None:

@@ -21,7 +21,7 @@ from dashboards.exports import arm_label, format_cell, seeds_text
 from dashboards.figures import Figure
 from dashboards.records import StudyRecords, arm_of, fail_reason, seed_of
 from dashboards.verdicts import BETTER, EQUIVALENT, WORSE
-from storage import retried_from
+from storage.study_records import Pruned, read_pruned, retried_from
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 40px;
@@ -283,7 +283,8 @@ def _pruned(records: StudyRecords) -> str:
     if not pruned:
         return '<p class="note">No trial was pruned.</p>'
     rows = [
-        [*_trial_cells(t), *_last_report(t), _gap(t.user_attrs.get("pruned_gap"))] for t in pruned
+        [*_trial_cells(t), *_last_report(t), _gap((read_pruned(t) or Pruned(None, None)).gap)]
+        for t in pruned
     ]
     headers = ["trial", "arm", "seed", "stopped at step", "last score", "dev gap to reference"]
     return _html_table("pruned-trials", headers, rows)

@@ -1,10 +1,11 @@
 """What produced a study's numbers, as the report header states it: commit, libraries, data hashes.
 
-Each finished trial records its own (``objectives.provenance``: the ``provenance`` user attr holds
-the commit and data hashes, ``versions`` the libraries). A table is only as comparable as the trials
-behind it, so the header states each value once when every finished trial agrees and lists every
-variant with its trial count when they do not, with a warning naming what differs; trials written
-before provenance was recorded are counted, not guessed.
+Each finished trial records its own in its result (``objectives.provenance``: ``provenance`` holds
+the commit and data hashes, ``versions`` the libraries; read with ``storage.study_records``). A
+table is only as comparable as the trials behind it, so the header states each value once when
+every finished trial agrees and lists every variant with its trial count when they do not, with a
+warning naming what differs; trials written before provenance was recorded are counted, not
+guessed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial
 
-from objectives.results import PROVENANCE
+from storage.study_records import read_result
 
-VERSIONS = "versions"
 SHORT_COMMIT = 12
 
 
@@ -72,12 +72,13 @@ def study_provenance(trials: Iterable[FrozenTrial]) -> StudyProvenance:
     total = missing = 0
     for trial in trials:
         total += 1
-        recorded = trial.user_attrs.get(PROVENANCE) or {}
-        if not recorded:
+        result = read_result(trial)
+        if result is None or not result.provenance:
             missing += 1
             continue
+        recorded = result.provenance
         commit[str(recorded.get("commit") or "not a git checkout")] += 1
-        for name, value in (trial.user_attrs.get(VERSIONS) or {}).items():
+        for name, value in result.versions.items():
             versions.setdefault(name, Counter())[str(value)] += 1
         for name, value in (recorded.get("data") or {}).items():
             data.setdefault(name, Counter())[str(value)] += 1

@@ -15,19 +15,23 @@ import statistics
 import struct
 import subprocess
 import zlib
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.ablation_table import build_table
 from dashboards.figures import importance_figures
-from dashboards.records import load_records
+from dashboards.records import arm_of, load_records
 from dashboards.report import main as report_main
 from dashboards.report import write_report
 from dashboards.verdicts import NOT_LEARNED, PRUNED
+from storage.study_records import read_result, read_study_record, write_result, write_study_record
 from tests.study_fixtures import LAYER_WEIGHTS_ARMS, SKIPPED, ArmSpec, add_seeds, write_study
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,9 +127,7 @@ def test_report_lists_failed_pruned_and_skipped_and_counts_only_complete(fixture
     study = optuna.load_study(study_name="layer-weights", storage=fixture_report["url"])
     for arm, row in rows.items():
         done = [
-            t.value
-            for t in study.get_trials(states=(TrialState.COMPLETE,))
-            if t.params["arm"] == arm
+            t.value for t in study.get_trials(states=(TrialState.COMPLETE,)) if arm_of(t) == arm
         ]
         assert int(row["complete"]) == len(done)
         if done:
@@ -193,14 +195,13 @@ def test_a_planted_effect_of_0_05_on_3_seeds_is_called_better_and_none_equivalen
 def test_a_planted_effect_is_not_called_when_the_baseline_did_not_learn(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     arms = (ArmSpec("base", 0.0), ArmSpec("up", 0.05), ArmSpec("cut", 0.05, pruned_seeds=(0,)))
-    source = write_study(optuna.storages.InMemoryStorage(), arms=arms, baseline="base")
-    study = optuna.create_study(study_name="stuck", storage=url, direction="maximize")
-    study.set_user_attr("plan", source.user_attrs["plan"])
-    for trial in source.trials:  # the baseline's dev signal stays at its step-0 value
-        if trial.params["arm"] == "base":
+
+    def stuck(trial: FrozenTrial) -> None:  # the baseline's dev signal stays at its step-0 value
+        if arm_of(trial) == "base":
             start = trial.intermediate_values[0]
             trial.intermediate_values = dict.fromkeys(trial.intermediate_values, start)
-        study.add_trial(trial)
+
+    _edited_copy(url, "stuck", stuck, arms=arms, baseline="base")
     table = build_table(load_records("stuck", url))
     rows = {r.arm: r for r in table.rows}
     assert rows["base"].learned is False and rows["up"].learned is True
@@ -220,7 +221,7 @@ def test_a_cell_with_several_trials_is_its_best_trial_everywhere(tmp_path: Path)
     study = write_study(url, arms=arms, baseline="base")
     add_seeds(study, arms, range(3), 3, shift=-0.3)  # a later, much worse TPE trial per cell
     rows = {r.arm: r for r in build_table(load_records("layer-weights", url)).rows}
-    best = [t for t in study.trials if t.params["arm"] == "arm" and t.number < 6]
+    best = [t for t in study.trials if arm_of(t) == "arm" and t.number < 6]
     assert rows["arm"].cells["average"].mean == pytest.approx(
         statistics.fmean(t.value for t in best)
     )
@@ -243,13 +244,16 @@ def test_adding_seeds_to_a_study_keeps_the_importance_plot(tmp_path: Path) -> No
 
 def test_a_column_every_trial_scored_the_same_gets_a_note_not_a_crash(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    source = write_study(optuna.storages.InMemoryStorage())
-    study = optuna.create_study(study_name="same", storage=url, direction="maximize")
-    study.set_user_attr("plan", source.user_attrs["plan"])
-    for trial in source.trials:  # as stored, but every trial with one Classification score
-        if trial.state == TrialState.COMPLETE:
-            trial.user_attrs["category.Classification"] = 0.7
-        study.add_trial(trial)
+
+    def same(
+        trial: FrozenTrial,
+    ) -> None:  # as stored, but every trial with one Classification score
+        result = read_result(trial)
+        if result is not None:
+            scores = {**result.category_scores, "Classification": 0.7}
+            write_result(trial, replace(result, category_scores=scores))
+
+    _edited_copy(url, "same", same)
     figures = {f.title: f for f in importance_figures(load_records("same", url))}
     note = figures["Parameter importance for Classification"].note
     assert note == "every finished trial scored Classification the same"
@@ -258,33 +262,43 @@ def test_a_column_every_trial_scored_the_same_gets_a_note_not_a_crash(tmp_path: 
 
 def test_a_study_written_before_evidence_was_kept_gets_seed_only_intervals(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    source = write_study(optuna.storages.InMemoryStorage())
-    study = optuna.create_study(study_name="old", storage=url, direction="maximize")
-    study.set_user_attr("plan", source.user_attrs["plan"])
-    for trial in source.trials:
-        trial.system_attrs.clear()  # no evidence attribute, as before this change
-        study.add_trial(trial)
+    _edited_copy(url, "old", lambda trial: trial.system_attrs.clear())  # no evidence, as before
     table = build_table(load_records("old", url))
     intervals = [c.interval for r in table.rows for c in r.cells.values() if c.interval]
     assert intervals and not any(i.item_level for i in intervals)
     assert "no item evidence: seeds only there" in table.legend()
 
 
-def _with_provenance(url: str, odd_commit: bool) -> None:
-    """The fixture study with each finished trial's provenance; one trial on another commit and
-    other task data when ``odd_commit``."""
-    source = write_study(optuna.storages.InMemoryStorage())
-    study = optuna.create_study(study_name="layer-weights", storage=url, direction="maximize")
-    study.set_user_attr("plan", source.user_attrs["plan"])
-    complete = [t for t in source.trials if t.state == TrialState.COMPLETE]
+def _edited_copy(url: str, name: str, edit: Callable[[FrozenTrial], None], **fixture: Any) -> None:
+    """Store the fixture study (``write_study``'s ``fixture`` arguments) as ``name`` at ``url``,
+    each trial changed by ``edit`` first: a study as an older or odder run would have left it."""
+    source = write_study(optuna.storages.InMemoryStorage(), **fixture)
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    write_study_record(study, read_study_record(source))
     for trial in source.trials:
-        odd = odd_commit and trial.number == complete[-1].number
-        trial.user_attrs["provenance"] = {
+        edit(trial)
+        study.add_trial(trial)
+
+
+def _with_provenance(url: str, odd_commit: bool) -> None:
+    """The fixture study with each finished trial's provenance; the first one on another commit
+    and other task data when ``odd_commit``."""
+    finished: list[FrozenTrial] = []
+
+    def recorded(trial: FrozenTrial) -> None:
+        result = read_result(trial)
+        if result is None:
+            return
+        odd = odd_commit and not finished
+        finished.append(trial)
+        provenance = {
             "commit": "b" * 40 if odd else "a" * 40 + "+dirty",
             "data": {"task.STS14": "5" * 16 if odd else "1" * 16, "train": "2" * 16},
         }
-        trial.user_attrs["versions"] = {"torch": "2.5.1", "mteb": "2.1.0"}
-        study.add_trial(trial)
+        versions = {"torch": "2.5.1", "mteb": "2.1.0"}
+        write_result(trial, replace(result, provenance=provenance, versions=versions))
+
+    _edited_copy(url, "layer-weights", recorded)
 
 
 def test_the_report_header_states_commit_libraries_and_data_hashes_of_the_trials(
