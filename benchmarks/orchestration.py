@@ -5,7 +5,8 @@
    overhead per cell, each worker's first included (goal: <= 1 s per cell): the time a cell spends
    outside the trial function (claim, Ray, storage, tell; ``worker.run_seconds``), and its duration
    against the same cell's bare run (which also holds any first-call cost inside the trial, and on
-   a busy box the load's drift). The launcher warms each slot's Ray worker (imports, storage)
+   a busy box the load's drift), and the CPU seconds inside the trial function against the bare
+   run's (a first-call cost shows there, the load's drift hardly). The launcher warms each slot's Ray worker (imports, storage)
    before giving it a cell, so that cost is in the launch's fixed part, shown apart.
 2. Pruning: a plan with one clearly weak arm at the baseline's cost (a learning rate of 1e-2 wrecks
    MiniLM within two steps: dev composite about 0.43 against 0.71), 16 steps with the smoke
@@ -71,10 +72,12 @@ def overhead(tasks_dir: str, seeds: int, folder: Path) -> None:
 
     run_trial(space.with_seed(from_dict(TrialConfig, configs[cells[0][0]]), 0, {}), None, False)
     bare: dict[tuple[str, int], float] = {}  # warm: imports and first-call costs paid above
+    bare_cpu: dict[tuple[str, int], float] = {}
     for arm, seed in cells:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         run_trial(space.with_seed(from_dict(TrialConfig, configs[arm]), seed, {}), None, False)
         bare[arm, seed] = time.perf_counter() - start
+        bare_cpu[arm, seed] = time.process_time() - cpu
 
     url = f"sqlite:///{folder / 'overhead.db'}"
     argv = ["--study", "layer-weights", *LEAN, "--seeds", str(seeds), "--tasks-dir", tasks_dir]
@@ -83,13 +86,21 @@ def overhead(tasks_dir: str, seeds: int, folder: Path) -> None:
     ran = sorted(study.trials, key=lambda t: t.datetime_start)
     extra = [_seconds(t) - bare[t.params["arm"], t.params["seed"]] for t in ran]
     outside = [_seconds(t) - t.user_attrs[runner.RUN_SECONDS] for t in ran]
+    cpu = [
+        t.user_attrs[runner.CPU_SECONDS] - bare_cpu[t.params["arm"], t.params["seed"]] for t in ran
+    ]
     in_trials, total_bare, n = _wall(ran), sum(bare.values()), len(cells)
     print(f"overhead: {n} smoke trials, one at a time (same cells, seconds start to tell)")
     print(f"  bare run_trial loop (warm)       {total_bare:7.1f} s  ({total_bare / n:.2f} s/trial)")
     print(f"  service, whole launch            {service:7.1f} s  ratio {service / total_bare:.2f}")
     print(f"    fixed (imports, Ray, warm-up)  {service - in_trials:7.1f} s")
     print("    per cell, the worker's first / later (mean) / first included (mean, max):")
-    for what, seconds in (("outside the trial function", outside), ("vs the bare loop", extra)):
+    measures = (
+        ("outside the trial function", outside),
+        ("vs the bare loop", extra),
+        ("CPU inside it vs bare", cpu),
+    )
+    for what, seconds in measures:
         print(
             f"      {what:<28} {seconds[0]:+6.2f} / {statistics.fmean(seconds[1:]):+6.2f} / "
             f"{statistics.fmean(seconds):+6.2f}, {max(seconds):+6.2f} s"
