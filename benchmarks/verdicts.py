@@ -43,36 +43,44 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
 from dashboards.ablation_table import build_table  # noqa: E402
-from dashboards.records import ReportError, StudyRecords, load_records, task_scores  # noqa: E402
+from dashboards.records import StudyRecords, load_records  # noqa: E402
 from dashboards.report import write_report  # noqa: E402
 from dashboards.verdicts import BETTER, WORSE  # noqa: E402
 from objectives.cli import one_line_errors  # noqa: E402
 from objectives.config import ConfigError  # noqa: E402
 from objectives.evidence import RETRIEVAL, TaskEvidence, items_hash  # noqa: E402
-from objectives.results import OBJECTIVE, TASK_CATEGORY, TrialResult, category_means  # noqa: E402
+from objectives.results import CATEGORIES, OBJECTIVE, TrialResult, category_means  # noqa: E402
 from objectives.task_folders import TASKS_DIR_ENV, resolve_tasks_dir  # noqa: E402
 from objectives.tasks import hub_offline  # noqa: E402
-from storage import read_evidence  # noqa: E402
-from storage.evidence import KEY, encode  # noqa: E402
+from storage.study_records import (  # noqa: E402
+    ArmRecord,
+    Cell,
+    PlanRecord,
+    StudyRecord,
+    cell_distributions,
+    cell_params,
+    evidence_system_attrs,
+    read_evidence,
+    read_result,
+    write_result,
+    write_study_record,
+)
 
 DRAWS = 400
 EFFECT = 0.02
-METRICS = ["STS", "Retrieval", "Classification", "Clustering", "average"]
 
 
 def measured_trials(args: argparse.Namespace) -> list[TrialResult]:
     """Real trials with evidence: from a stored study, or run now with the preset's baseline."""
     if args.study:
-        try:
-            records = load_records(args.study, args.storage)
-        except ReportError as exc:  # until dashboards.records.ReportError is an AblationError
-            raise ConfigError(str(exc)) from None
+        records = load_records(args.study, args.storage)
         arm = records.baseline or records.arms[0]
         trials = list(records.cells(arm).values())
         if len(trials) < 2:
@@ -81,14 +89,9 @@ def measured_trials(args: argparse.Namespace) -> list[TrialResult]:
                 "seed std needs 2 or more: relaunch it with --seeds 2 or more"
             )
         results = [
-            TrialResult(
-                task_scores=task_scores(t),
-                category_scores={},
-                average=float(t.value),
-                task_category=t.user_attrs.get(TASK_CATEGORY, {}),
-                evidence=read_evidence(t),
-            )
+            dataclasses.replace(result, average=float(t.value), evidence=read_evidence(t))
             for t in trials
+            if (result := read_result(t)) is not None
         ]
         print(f"noise measured on study {args.study!r}, arm {arm!r}: {len(results)} trials")
         return results
@@ -140,18 +143,13 @@ def simulate(
 ) -> StudyRecords:
     """One baseline-vs-arm study with per-item evidence following the measured structure."""
     study = optuna.create_study(direction="maximize")
-    study.set_user_attr(
-        "plan",
-        {"baseline": "base", "arms": [{"label": "base"}, {"label": "arm"}], "metrics": METRICS},
-    )
+    arms = ["base", "arm"]
+    plan = _plan(arms)
     difficulty = {
         t: rng.normal(0, s["item_se"] * np.sqrt(s["n"]), int(s["n"])) for t, s in structure.items()
     }
     categories = {t: s["kind"] for t, s in structure.items()}
-    distributions = {
-        "arm": optuna.distributions.CategoricalDistribution(["base", "arm"]),
-        "seed": optuna.distributions.IntDistribution(0, seeds - 1),
-    }
+    distributions = cell_distributions(arms, seeds)
     for seed in range(seeds):
         for arm, shift in (("base", 0.0), ("arm", effect)):
             evidence, scores = {}, {}
@@ -172,38 +170,42 @@ def simulate(
                 )
                 scores[task] = evidence[task].score()
             cats = category_means(scores, categories)
-            result = TrialResult(
-                scores, cats, sum(cats.values()) / len(cats), task_category=categories
-            )
-            study.add_trial(_frozen(arm, seed, result, distributions, encode(evidence)))
-    return StudyRecords(
-        study,
-        "memory",
-        dict(study.user_attrs["plan"]),
-        [],
-        None,
-        None,
-        study.get_trials(deepcopy=False),
+            average = sum(cats.values()) / len(cats)
+            result = TrialResult(scores, cats, average, task_category=categories, evidence=evidence)
+            study.add_trial(_frozen(Cell(arm, seed), result, distributions))
+    return StudyRecords(study, "memory", plan, [], None, None, study.get_trials(deepcopy=False))
+
+
+def _plan(arms: list[str]) -> PlanRecord:
+    """A plan of ``arms`` against the first, with the metrics and objective the service stores."""
+    return PlanRecord(
+        baseline=arms[0],
+        arms=[ArmRecord(label=arm, overrides={}) for arm in arms],
+        metrics=list(CATEGORIES),
+        objective_name=OBJECTIVE,
     )
 
 
 def _frozen(
-    arm: str, seed: int, result: TrialResult, distributions: dict, evidence: str
+    cell: Cell, result: TrialResult, distributions: dict[str, BaseDistribution]
 ) -> FrozenTrial:
+    """A COMPLETE trial of ``cell`` storing ``result`` and its evidence as the service does."""
     now = dt.datetime(2025, 1, 1)
-    return FrozenTrial(
+    trial = FrozenTrial(
         number=0,
         trial_id=0,
         state=TrialState.COMPLETE,
         value=result.average,
         datetime_start=now,
         datetime_complete=now,
-        params={"arm": arm, "seed": seed},
+        params=cell_params(cell),
         distributions=distributions,
-        user_attrs=result.user_attrs(),
-        system_attrs={KEY: evidence},
+        user_attrs={},
+        system_attrs=evidence_system_attrs(result.evidence),
         intermediate_values={},
     )
+    write_result(trial, result)
+    return trial
 
 
 def calibrate(structure: dict, studies: int, seeds: int) -> tuple[float, float]:
@@ -233,17 +235,12 @@ def time_report(results: list[TrialResult]) -> float:
         url = f"sqlite:///{folder}/studies.db"
         study = optuna.create_study(study_name="timing", storage=url, direction="maximize")
         arms = [f"arm {i}" for i in range(8)]
-        study.set_user_attr(
-            "plan", {"baseline": arms[0], "arms": [{"label": a} for a in arms], "metrics": METRICS}
-        )
-        distributions = {
-            "arm": optuna.distributions.CategoricalDistribution(arms),
-            "seed": optuna.distributions.IntDistribution(0, 2),
-        }
+        write_study_record(study, StudyRecord(plan=_plan(arms)))
+        distributions = cell_distributions(arms, 3)
         for seed in range(3):
             for index, arm in enumerate(arms):  # arms differ, so importance has variance to split
                 result = results[(seed + index) % len(results)]
-                study.add_trial(_frozen(arm, seed, result, distributions, encode(result.evidence)))
+                study.add_trial(_frozen(Cell(arm, seed), result, distributions))
         start = time.perf_counter()
         write_report("timing", Path(folder) / "report.html", url)
         return time.perf_counter() - start

@@ -16,7 +16,8 @@ from objectives.evaluation import CachedEncoder, evaluate
 from objectives.evidence import CLUSTERING, STS
 from objectives.model import EmbeddingModel
 from objectives.tasks import load_tasks
-from storage import open_storage, read_evidence, write_evidence
+from storage import open_storage
+from storage.study_records import read_evidence, write_evidence
 from tests.tiny_models import tiny_model_config
 
 TASKS = ("SICK-R", "SciFactSubset", "Banking77Classification", "Banking77Intents")
@@ -70,21 +71,18 @@ def test_a_resampled_clustering_score_is_sklearn_v_measure_with_positions_repeat
     assert evidence.resampled(draw[None, :])[0] == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'studies.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
-def test_evidence_stored_as_a_system_attr_reads_back_identical(evaluation, url: str) -> None:
-    storage = open_storage(url)
+def test_evidence_stored_as_a_system_attr_reads_back_identical(
+    evaluation, any_storage_url: str
+) -> None:
+    storage = open_storage(any_storage_url)
     study = optuna.create_study(study_name=f"evidence-{id(evaluation)}", storage=storage)
     trial = study.ask()
     write_evidence(storage, trial._trial_id, evaluation.evidence)
     study.tell(trial, 0.5)
 
-    frozen = optuna.load_study(study_name=study.study_name, storage=open_storage(url)).trials[0]
+    frozen = optuna.load_study(
+        study_name=study.study_name, storage=open_storage(any_storage_url)
+    ).trials[0]
     back = read_evidence(frozen)
     assert frozen.user_attrs == {}
     assert set(back) == set(TASKS)
