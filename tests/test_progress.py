@@ -12,6 +12,7 @@ from rich.console import Console
 from search import space
 from search.plans import get_plan
 from search.progress import LiveProgress, snapshot
+from storage.study_records import Cell, enqueue_cell, suggest_cell, write_node
 
 SMOKE = space.Settings(preset="smoke")
 NODE = "3f2a1b4c" + "0" * 48  # a Ray node id
@@ -31,11 +32,11 @@ def study_in_flight(
     labels = [a.label for a in plan.arms]
 
     done = study.ask()  # ("W on", 0), the oldest queued cell
-    space.suggest_cell(done, labels, plan.seeds)
+    suggest_cell(done, labels, plan.seeds)
     study.tell(done, 0.61)
     running = study.ask()  # ("W off", 0)
-    running.set_user_attr("node", NODE)
-    space.suggest_cell(running, labels, plan.seeds)
+    write_node(running, NODE)
+    suggest_cell(running, labels, plan.seeds)
     running.report(0.4012, 0)
     running.report(0.4321, 2)
     study.ask()  # ("W on", 1): claimed, nothing stored yet
@@ -88,7 +89,7 @@ def test_a_trial_of_a_cell_the_launch_does_not_run_is_not_counted(
     study_in_flight: tuple[optuna.Study, space.Arms],
 ) -> None:
     study, arms = study_in_flight
-    study.enqueue_trial({"arm": "W on", "seed": 7})  # a cell this launch does not run
+    enqueue_cell(study, Cell("W on", 7))  # a cell this launch does not run
     state = snapshot(study, get_plan("layer-weights"), arms)
     assert (state.complete, state.queued, len(state.running)) == (1, 3, 2)
     assert [t.state for t in study.trials].count(TrialState.WAITING) == 4

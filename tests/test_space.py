@@ -20,7 +20,7 @@ from objectives.tasks import load_tasks
 from search import space
 from search.plans import Arm, Plan, PlanError, get_plan
 from search.pruners import SameSeedMedianPruner
-from storage.study_records import read_data_hashes
+from storage.study_records import read_data_hashes, read_study_record, suggest_cell
 
 SMOKE = space.Settings(preset="smoke")
 
@@ -96,7 +96,7 @@ def test_cells_are_enqueued_once_and_a_relaunch_adds_only_missing_ones(sqlite_ur
 
     def finish(state: TrialState) -> None:
         trial = study.ask()  # takes the oldest queued cell
-        space.suggest_cell(trial, [a.label for a in plan.arms], plan.seeds)
+        suggest_cell(trial, [a.label for a in plan.arms], plan.seeds)
         study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
 
     finish(TrialState.COMPLETE)
@@ -110,12 +110,12 @@ def test_cells_are_enqueued_once_and_a_relaunch_adds_only_missing_ones(sqlite_ur
 
 def test_study_records_what_the_reports_read(sqlite_url: str) -> None:
     study, _ = _prepared(sqlite_url, get_plan("top-k-layers"))
-    attrs = study.user_attrs
-    assert attrs["plan"]["name"] == "top-k-layers"
-    assert attrs["plan"]["baseline"] == "all"
-    assert [a["label"] for a in attrs["plan"]["arms"]] == ["top-4", "top-8", "top-16", "all"]
-    assert {s["arm"] for s in attrs["skipped_arms"]} == {"top-8", "top-16"}
-    assert attrs["preset"] == "smoke" and attrs["backbone"] == "minilm"
+    record = read_study_record(study)
+    assert record.plan["name"] == "top-k-layers"
+    assert record.plan["baseline"] == "all"
+    assert [a["label"] for a in record.plan["arms"]] == ["top-4", "top-8", "top-16", "all"]
+    assert {s["arm"] for s in record.skipped_arms} == {"top-8", "top-16"}
+    assert record.preset == "smoke" and record.backbone == "minilm"
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert study.metric_names == ["average"]  # what optuna-dashboard calls the value
 
@@ -144,7 +144,7 @@ def test_more_seeds_extend_the_same_study(sqlite_url: str) -> None:
     wider = Plan(**{**plan.__dict__, "seeds": 4})
     study, arms = _prepared(sqlite_url, wider)
     assert space.enqueue_missing(study, wider, arms) == [("W on", 3), ("W off", 3)]
-    assert study.user_attrs["plan"]["seeds"] == [0, 1, 2, 3]
+    assert read_study_record(study).plan["seeds"] == [0, 1, 2, 3]
 
 
 def _own_data(tasks_dir: Path, tmp_path: Path) -> tuple[space.Settings, Path, Path]:
@@ -194,7 +194,7 @@ def test_a_relaunch_on_changed_task_files_or_training_data_is_refused_and_writes
         assert (reloaded.user_attrs, len(reloaded.trials)) == before
         changed.write_bytes(original)
     study = space.prepare_study(storage, name, wider, wider_arms, settings)  # the data restored
-    assert study.user_attrs["plan"]["seeds"] == [0, 1, 2, 3]
+    assert read_study_record(study).plan["seeds"] == [0, 1, 2, 3]
 
 
 def test_a_study_from_before_data_hashes_accepts_a_relaunch_and_records_them(
