@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import optuna
 import torch
 
 from objectives.config import EvalConfig
@@ -15,6 +16,7 @@ from objectives.presets import preset_config
 from objectives.task_folders import read_jsonl
 from objectives.tasks import load_tasks, task_texts
 from objectives.trial import run_trial
+from storage.study_records import read_dropped_overlap, write_result
 
 
 def test_a_pair_with_any_evaluated_text_is_dropped_after_normalising() -> None:
@@ -74,7 +76,9 @@ def test_a_trial_drops_overlapping_pairs_and_stores_the_count_and_instructions(
     )
     result = run_trial(config, progress=False)
     assert result.data == {"dropped_overlap": 3}
-    assert result.user_attrs()["data.dropped_overlap"] == 3
+    stored = optuna.trial.create_trial(value=result.average)
+    write_result(stored, result)
+    assert read_dropped_overlap(stored) == 3  # what the launcher reports
     assert result.config["eval"]["instructions"] == [
         ["SICK-R", "Retrieve semantically similar text."]
     ]

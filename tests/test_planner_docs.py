@@ -11,6 +11,7 @@ import pytest
 from search.launch import main
 from search.planner_docs import parse_planner_doc, read_planner_doc
 from search.plans import PlanError
+from storage.study_records import read_cell, read_result
 from tests.search_helpers import trials
 from tests.tiny_models import tiny_qwen2_dir
 
@@ -135,10 +136,14 @@ def test_one_section_of_a_document_runs_end_to_end_and_scores_a_new_task(
     args += ["--pruner", "none"]  # both arms scored, whatever the smoke signal says
     assert main([*args, "--storage", url]) == 0
     found = trials(url, "multi-layers-pooling-trainable-layer-weights.smoke.model5")
-    assert sorted(t.params["arm"] for t in found if t.state.name == "COMPLETE") == ["W off", "W on"]
+    assert sorted(read_cell(t).arm for t in found if t.state.name == "COMPLETE") == [
+        "W off",
+        "W on",
+    ]
     for trial in found:
-        assert set(trial.user_attrs["config"]["eval"]["tasks"]) == {"MySICK"}
-        assert trial.value == pytest.approx(trial.user_attrs["score.MySICK"])  # STS only
+        result = read_result(trial)
+        assert set(result.config["eval"]["tasks"]) == {"MySICK"}
+        assert trial.value == pytest.approx(result.task_scores["MySICK"])  # STS only
     assert "W on (baseline)" in capsys.readouterr().out
 
 
