@@ -13,26 +13,26 @@ import socket
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import optuna
 import ray
 
-from objectives.config import ConfigError, EvalConfig
-from objectives.errors import AblationError
+from objectives.cli import EXIT_INTERRUPTED, Parser, one_line_errors
+from objectives.config import EvalConfig
+from objectives.errors import EXIT_INPUT, AblationError
 from objectives.presets import PRESETS
-from objectives.tasks import load_tasks, resolve_tasks_dir, task_category
+from objectives.task_folders import resolve_tasks_dir
+from objectives.tasks import load_tasks, task_category
 from objectives.variants import VARIANTS
 from search import runner, scheduler, space
 from search.planner_docs import read_planner_doc
-from search.plans import STUDIES, Plan, PlanError, get_plan, load_plan
+from search.plans import STUDIES, Plan, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
-from storage import StorageError, StorageSettings, open_storage, redact, resolve_url
+from storage import StorageSettings, open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
 
-EXIT_INPUT = 2
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 DROPPED = "data.dropped_overlap"  # trial user attr: training pairs holding an evaluated text
 # Environment that workers on other nodes need to find data and stay offline like the driver.
 _FORWARDED_ENV = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "ABLATION_TASKS_DIR")
@@ -42,18 +42,9 @@ class LaunchError(AblationError, RuntimeError):
     """Bad input found before the launch writes anything; one line that names the fix."""
 
 
-# The project's error roots: each carries one line that names the fix, so none is a traceback.
-ONE_LINE_ERRORS = (PlanError, ConfigError, StorageError, LaunchError)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_INPUT, f"error: {message}; see python -m search.launch --help\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     studies = "\n".join(f"  {name:<18} {plan.description}" for name, plan in STUDIES.items())
-    parser = _Parser(
+    parser = Parser(
         prog="python -m search.launch",
         description=__doc__.splitlines()[0],
         epilog=f"studies:\n{studies}",
@@ -162,21 +153,16 @@ class Launch:
     storage_settings: StorageSettings
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        launches = _validate_all(args)
-        if args.dry_run:
-            for number, launch in enumerate(launches, start=1):
-                _describe(launch, number, len(launches))
-            return 0
-        storage = open_storage(launches[0].url, launches[0].storage_settings)
-        return _run_all(launches, storage)
-    except ONE_LINE_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    launches = _validate_all(args)
+    if args.dry_run:
+        for number, launch in enumerate(launches, start=1):
+            _describe(launch, number, len(launches))
+        return 0
+    storage = open_storage(launches[0].url, launches[0].storage_settings)
+    return _run_all(launches, storage)
 
 
 def _validate_all(args: argparse.Namespace) -> list[Launch]:
