@@ -19,10 +19,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dashboards.records import task_scores
+from dashboards.records import arm_of, task_scores
 from objectives.presets import PRESETS
-from storage import read_evidence
 from storage.evidence import KEY as EVIDENCE_KEY
+from storage.study_records import read_evidence
 from tests.study_fixtures import write_study
 
 pytestmark = pytest.mark.postgres
@@ -112,14 +112,14 @@ def test_dashboard_serves_a_smoke_study_with_its_pruned_trial(
     sound = [0, *range(every, steps + 1, every)]
     assert shown == {"lr 1e-4": sound, "lr 10": [0, every]}
     stored = optuna.load_study(study_name="dash-smoke", storage=postgres_url).trials
-    assert {t.params["arm"]: t.intermediate_values for t in stored} == {
+    assert {arm_of(t): t.intermediate_values for t in stored} == {
         arm: {v["step"]: v["value"] for v in t["intermediate_values"]} for arm, t in trials.items()
     }
     keys = {a["key"] for a in complete["user_attrs"]}
     assert {"average", "category.STS", "cost.train_seconds", "params.total"} <= keys
     # The worker stored item-level evidence that reproduces each score, and the dashboard's API
     # never ships it to the browser.
-    done = next(t for t in stored if t.params["arm"] == "lr 1e-4")
+    done = next(t for t in stored if arm_of(t) == "lr 1e-4")
     evidence = read_evidence(done)
     assert set(evidence) == set(task_scores(done))
     for task, score in task_scores(done).items():
