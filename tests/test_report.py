@@ -260,6 +260,26 @@ def test_a_column_every_trial_scored_the_same_gets_a_note_not_a_crash(tmp_path: 
     assert figures["Parameter importance for average"].figure is not None
 
 
+@pytest.mark.parametrize(
+    ("metrics", "objective", "columns"),
+    [
+        (["STS", "Retrieval"], "average of STS, Retrieval", ("STS", "Retrieval")),
+        (["STS", "Retrieval"], "Retrieval", ("STS", "Retrieval")),
+        (["STS"], "SICK-R", ("STS", "SICK-R")),
+        (["STS"], "average", ("STS", "average")),
+    ],
+)
+def test_the_objective_is_a_column_unless_it_is_a_metric_or_a_mean_of_the_metrics_shown(
+    tmp_path: Path, metrics: list[str], objective: str, columns: tuple[str, ...]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = write_study(url)
+    record = read_study_record(study)
+    plan = {**record.plan, "metrics": metrics, "objective_name": objective}
+    write_study_record(study, replace(record, plan=plan))
+    assert build_table(load_records("layer-weights", url)).columns == columns
+
+
 def test_a_study_written_before_evidence_was_kept_gets_seed_only_intervals(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     _edited_copy(url, "old", lambda trial: trial.system_attrs.clear())  # no evidence, as before
