@@ -41,6 +41,7 @@ __all__ = [
     "StoredTrial",
     "StudyRecord",
     "UserAttrTarget",
+    "WorkerTime",
     "cell_distributions",
     "cell_params",
     "enqueue_cell",
@@ -57,6 +58,7 @@ __all__ = [
     "read_result",
     "read_result_files",
     "read_study_record",
+    "read_worker_time",
     "retried_from",
     "retry_history",
     "suggest_cell",
@@ -71,6 +73,7 @@ __all__ = [
     "write_result",
     "write_result_files",
     "write_study_record",
+    "write_worker_time",
 ]
 
 # Study user attrs.
@@ -105,6 +108,8 @@ _NODE = "node"
 _ERROR = "error"
 _RESULT_FILES = "results.files"
 _MODEL_DIR = "model_dir"
+_RUN_SECONDS = "worker.run_seconds"
+_CPU_SECONDS = "worker.cpu_seconds"
 # Optuna's own record of why study.optimize failed a trial (a system attr).
 _OPTUNA_FAIL_REASON = "fail_reason"
 
@@ -427,6 +432,30 @@ def write_model_dir(trial: UserAttrTarget, path: str | Path) -> None:
 def read_model_dir(trial: FrozenTrial) -> str | None:
     path = trial.user_attrs.get(_MODEL_DIR)
     return None if path is None else str(path)
+
+
+@dataclass(frozen=True)
+class WorkerTime:
+    """What one trial function call cost its worker process, pruned trials too: wall seconds (the
+    rest of the trial's duration is the service's) and CPU seconds (its compute, which other load
+    on the machine barely changes)."""
+
+    run_seconds: float
+    cpu_seconds: float
+
+
+def write_worker_time(trial: UserAttrTarget, time: WorkerTime) -> None:
+    trial.set_user_attr(_RUN_SECONDS, float(time.run_seconds))
+    trial.set_user_attr(_CPU_SECONDS, float(time.cpu_seconds))
+
+
+def read_worker_time(trial: FrozenTrial) -> WorkerTime | None:
+    """The worker's time on the trial; ``None`` when not recorded (queued, a dead worker's, or a
+    study from before it was kept)."""
+    attrs = trial.user_attrs
+    if attrs.get(_RUN_SECONDS) is None or attrs.get(_CPU_SECONDS) is None:
+        return None
+    return WorkerTime(float(attrs[_RUN_SECONDS]), float(attrs[_CPU_SECONDS]))
 
 
 # --- evidence and retry lineage ------------------------------------------------------------------

@@ -25,6 +25,7 @@ from storage.study_records import (
     Pruned,
     StoredTrial,
     StudyRecord,
+    WorkerTime,
     cell_distributions,
     enqueue_cell,
     read_cell,
@@ -39,6 +40,7 @@ from storage.study_records import (
     read_result,
     read_result_files,
     read_study_record,
+    read_worker_time,
     retried_from,
     retry_history,
     suggest_cell,
@@ -52,6 +54,7 @@ from storage.study_records import (
     write_result,
     write_result_files,
     write_study_record,
+    write_worker_time,
 )
 
 # The worker records a heartbeat outside Study.optimize; so do these tests.
@@ -134,10 +137,12 @@ def test_every_record_written_by_the_service_reads_back_the_same(any_storage_url
     write_evidence(storage, done._trial_id, RESULT.evidence)
     write_result_files(done, [Path("results/a.json"), "results/b.json"])
     write_model_dir(done, Path("results/models/W off.seed1"))
+    write_worker_time(done, WorkerTime(run_seconds=14.25, cpu_seconds=27.5))
     study.tell(done, RESULT.average)
     pruned = _run_cell(study, Cell("W off", 2))
     pruned.report(0.2, 2)
     write_pruned(pruned, 2, -0.0625)
+    write_worker_time(pruned, WorkerTime(run_seconds=3, cpu_seconds=5))
     study.tell(pruned, state=TrialState.PRUNED)
     failed = _run_cell(study, Cell("W on", 0))
     write_error(failed, "RuntimeError: out of memory")
@@ -169,6 +174,9 @@ def test_every_record_written_by_the_service_reads_back_the_same(any_storage_url
     assert read_result_files(first) == ["results/a.json", "results/b.json"]
     assert read_model_dir(first) == str(Path("results/models/W off.seed1"))
     assert read_pruned(first) is None and read_error(first) is None
+    assert read_worker_time(first) == WorkerTime(14.25, 27.5)
+    assert read_worker_time(second) == WorkerTime(3.0, 5.0)
+    assert read_worker_time(third) is None
     assert read_pruned(second) == Pruned(step=2, gap=-0.0625) and read_result(second) is None
     assert read_error(third) == "RuntimeError: out of memory" and read_pruned(third) is None
 
@@ -199,7 +207,7 @@ def test_a_study_written_before_the_records_existed_reads_as_defaults(sqlite_url
     assert read_dev_curves(old) == {} and read_evidence(old) == {}
     assert read_result_files(old) == [] and read_model_dir(old) is None
     assert read_node(old) is None and retried_from(old) is None and retry_history(old) == []
-    assert read_pruned(old) is None
+    assert read_pruned(old) is None and read_worker_time(old) is None
     assert read_pruned(pruned) == Pruned(step=4, gap=None)
     assert read_error(old) is None and read_error(failed) == "ValueError: bad"
 
