@@ -38,6 +38,7 @@ from objectives.config import TrialConfig, from_dict
 from objectives.trial import run_trial
 from search import launch, runner, space
 from search.plans import get_plan, load_plan
+from storage.study_records import Cell, WorkerTime, read_cell, read_worker_time
 
 REPO = Path(__file__).resolve().parent.parent
 LEAN = ["--preset", "smoke", "--max-concurrent", "1"]
@@ -71,24 +72,22 @@ def overhead(tasks_dir: str, seeds: int, folder: Path) -> None:
     cells = [(arm, seed) for seed in range(seeds) for arm in arms.labels]
 
     run_trial(space.with_seed(from_dict(TrialConfig, configs[cells[0][0]]), 0, {}), None, False)
-    bare: dict[tuple[str, int], float] = {}  # warm: imports and first-call costs paid above
-    bare_cpu: dict[tuple[str, int], float] = {}
+    bare: dict[Cell, float] = {}  # warm: imports and first-call costs paid above
+    bare_cpu: dict[Cell, float] = {}
     for arm, seed in cells:
         start, cpu = time.perf_counter(), time.process_time()
         run_trial(space.with_seed(from_dict(TrialConfig, configs[arm]), seed, {}), None, False)
-        bare[arm, seed] = time.perf_counter() - start
-        bare_cpu[arm, seed] = time.process_time() - cpu
+        bare[Cell(arm, seed)] = time.perf_counter() - start
+        bare_cpu[Cell(arm, seed)] = time.process_time() - cpu
 
     url = f"sqlite:///{folder / 'overhead.db'}"
     argv = ["--study", "layer-weights", *LEAN, "--seeds", str(seeds), "--tasks-dir", tasks_dir]
     service = _launch([*argv, "--storage", url])
     study = optuna.load_study(study_name="layer-weights.smoke.model5", storage=url)
     ran = sorted(study.trials, key=lambda t: t.datetime_start)
-    extra = [_seconds(t) - bare[t.params["arm"], t.params["seed"]] for t in ran]
-    outside = [_seconds(t) - t.user_attrs[runner.RUN_SECONDS] for t in ran]
-    cpu = [
-        t.user_attrs[runner.CPU_SECONDS] - bare_cpu[t.params["arm"], t.params["seed"]] for t in ran
-    ]
+    extra = [_seconds(t) - bare[_cell(t)] for t in ran]
+    outside = [_seconds(t) - _worker_time(t).run_seconds for t in ran]
+    cpu = [_worker_time(t).cpu_seconds - bare_cpu[_cell(t)] for t in ran]
     in_trials, total_bare, n = _wall(ran), sum(bare.values()), len(cells)
     print(f"overhead: {n} smoke trials, one at a time (same cells, seconds start to tell)")
     print(f"  bare run_trial loop (warm)       {total_bare:7.1f} s  ({total_bare / n:.2f} s/trial)")
@@ -150,9 +149,23 @@ def _seconds(trial: optuna.trial.FrozenTrial) -> float:
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
+def _cell(trial: optuna.trial.FrozenTrial) -> Cell:
+    cell = read_cell(trial)
+    if cell is None:
+        raise SystemExit(f"trial {trial.number} of the benchmark's study has no cell")
+    return cell
+
+
+def _worker_time(trial: optuna.trial.FrozenTrial) -> WorkerTime:
+    spent = read_worker_time(trial)
+    if spent is None:
+        raise SystemExit(f"trial {trial.number} recorded no worker time: did its worker die?")
+    return spent
+
+
 def _cpu(found: list[optuna.trial.FrozenTrial]) -> float:
     """The trials' compute: their workers' CPU seconds, which the box's other load barely moves."""
-    return sum(t.user_attrs.get(runner.CPU_SECONDS, 0.0) for t in found)
+    return sum(spent.cpu_seconds for spent in map(read_worker_time, found) if spent)
 
 
 def _wall(found: list[optuna.trial.FrozenTrial]) -> float:
@@ -163,7 +176,7 @@ def _best(found: list[optuna.trial.FrozenTrial]) -> tuple[str, float]:
     by_arm: dict[str, list[float]] = {}
     for trial in found:
         if trial.state == TrialState.COMPLETE:
-            by_arm.setdefault(trial.params["arm"], []).append(trial.value)
+            by_arm.setdefault(_cell(trial).arm, []).append(trial.value)
     arm = max(by_arm, key=lambda a: statistics.fmean(by_arm[a]))
     return arm, statistics.fmean(by_arm[arm])
 

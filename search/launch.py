@@ -31,9 +31,9 @@ from search.plans import STUDIES, Plan, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageSettings, open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
+from storage.study_records import read_dropped_overlap
 
 EXIT_FAILED = 1
-DROPPED = "data.dropped_overlap"  # trial user attr: training pairs holding an evaluated text
 # Environment that workers on other nodes need to find data and stay offline like the driver.
 _FORWARDED_ENV = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "ABLATION_TASKS_DIR")
 
@@ -310,12 +310,11 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
 
 def _print_dropped(study: optuna.Study) -> None:
     """Say so when trials trained without pairs that contained an evaluated text."""
-    counts = {t.user_attrs.get(DROPPED, 0) for t in study.get_trials(deepcopy=False)} - {0}
+    trials = study.get_trials(deepcopy=False)
+    counts = {read_dropped_overlap(t) or 0 for t in trials} - {0}
     if counts:
         listed = ", ".join(str(n) for n in sorted(counts))
-        print(
-            f"training pairs dropped because they contain an evaluated text: {listed} ({DROPPED})"
-        )
+        print(f"training pairs dropped because they contain an evaluated text: {listed} per trial")
 
 
 def _start_ray(address: str | None) -> bool:

@@ -17,6 +17,8 @@ import statistics
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.study_records import read_cell
+
 
 def same_seed_reference(study: optuna.Study, seed: int, step: int) -> float | None:
     """The median intermediate value at ``step`` of the finished (COMPLETE) trials of ``seed``;
@@ -29,8 +31,13 @@ def _peers(study: optuna.Study, seed: int, step: int) -> list[float]:
     return [
         peer.intermediate_values[step]
         for peer in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if peer.params.get("seed") == seed and step in peer.intermediate_values
+        if step in peer.intermediate_values and _seed(peer) == seed
     ]
+
+
+def _seed(trial: FrozenTrial) -> int | None:
+    cell = read_cell(trial)
+    return None if cell is None else cell.seed
 
 
 class SameSeedMedianPruner(optuna.pruners.BasePruner):
@@ -53,7 +60,10 @@ class SameSeedMedianPruner(optuna.pruners.BasePruner):
         value = trial.intermediate_values[step]
         if math.isnan(value):
             return True
-        peers = _peers(study, trial.params.get("seed"), step)
+        seed = _seed(trial)
+        if seed is None:  # not a cell of the grid: no same-seed peers to judge it by
+            return False
+        peers = _peers(study, seed, step)
         if len(peers) < self.n_startup_trials:
             return False
         median = statistics.median(peers)

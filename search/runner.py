@@ -30,17 +30,23 @@ from objectives.mteb_results import cell_revision, write_results
 from search import space
 from search.plans import Plan
 from search.pruners import same_seed_reference
-from storage import StorageSettings, open_storage, write_evidence
+from storage import StorageSettings, open_storage
+from storage.study_records import (
+    WorkerTime,
+    suggest_cell,
+    write_dev_curve,
+    write_error,
+    write_evidence,
+    write_model_dir,
+    write_node,
+    write_pruned,
+    write_result,
+    write_result_files,
+    write_worker_time,
+)
 
-DEV_PREFIX = "dev."  # user attr dev.<category>: {step: proxy}, each category's held-out proxy
 # Errors of a trial that hold for every cell of its study, so running more of them is waste: the
 # attention mode does not hold on the backbone, or the packaged decoder is not installed.
-RESULT_FILES = "results.files"  # user attr: the cell's MTEB-format result files
-MODEL_DIR = "model_dir"  # user attr: where --save-models kept the cell's model
-# user attrs of every trial that ran, pruned ones too: wall seconds inside the trial function (the
-# rest of its duration is the service's) and the worker process's CPU seconds meanwhile (its
-# compute, which other load on the machine barely changes)
-RUN_SECONDS, CPU_SECONDS = "worker.run_seconds", "worker.cpu_seconds"
 STUDY_STOPPING = ("AttentionModeError", "DecoderUnavailableError")
 
 
@@ -140,15 +146,16 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
     trial = optuna.Trial(study, trial_id)
     node = _node_id()
     with _Heartbeat(storage, trial_id, job.settings.heartbeat_interval):
-        trial.set_user_attr("node", node)
+        write_node(trial, node)
         try:
-            arm, seed = space.suggest_cell(trial, [a.label for a in job.plan.arms], job.plan.seeds)
+            arm, seed = suggest_cell(trial, [a.label for a in job.plan.arms], job.plan.seeds)
             tuned = space.suggest_tunables(trial, job.plan)
             config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
             rules = Bridge(arm == job.plan.baseline, config.train.steps, job.plan.metrics)
             save_to = _model_dir(job, arm, seed) if job.save_models else None
             clock = _Clock()
-            result = run_trial(config, _reporter(trial, rules), progress=False, save_to=save_to)
+            reporter = _reporter(trial, rules, seed)
+            result = run_trial(config, reporter, progress=False, save_to=save_to)
             clock.record(trial)
             value = job.plan.objective_value(result.task_scores, result.category_scores)
             if math.isnan(value):  # Optuna would fail the trial silently
@@ -159,19 +166,18 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             return Outcome(trial_id, "PRUNED", frozen.value, node)
         except Exception as exc:  # the trial failed, the service did not: record and go on
             error = one_line(exc)
-            trial.set_user_attr("error", error)
+            write_error(trial, error)
             study.tell(trial, state=TrialState.FAIL)
             return Outcome(trial_id, "FAIL", None, node, error, stops_study(exc))
-        for key, attr in result.user_attrs().items():
-            trial.set_user_attr(key, attr)
+        write_result(trial, result)
         write_evidence(storage, trial_id, result.evidence)
         if job.results_dir:
             files = write_results(
                 job.results_dir, result.task_results, study=job.study_name, arm=arm, seed=seed
             )
-            trial.set_user_attr(RESULT_FILES, [str(path) for path in files])
+            write_result_files(trial, files)
         if save_to is not None:
-            trial.set_user_attr(MODEL_DIR, str(save_to))
+            write_model_dir(trial, save_to)
         study.tell(trial, value)
         return Outcome(trial_id, "COMPLETE", value, node)
 
@@ -183,8 +189,8 @@ class _Clock:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
     def record(self, trial: optuna.Trial) -> None:
-        trial.set_user_attr(RUN_SECONDS, time.perf_counter() - self.wall)
-        trial.set_user_attr(CPU_SECONDS, time.process_time() - self.cpu)
+        spent = WorkerTime(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+        write_worker_time(trial, spent)
 
 
 class UndefinedObjective(ValueError):
@@ -213,24 +219,25 @@ def may_prune(rules: Bridge, step: int) -> bool:
     return not rules.baseline and 0 < step < rules.steps
 
 
-def _reporter(trial: optuna.Trial, rules: Bridge) -> Callable[[int, dict[str, float]], None]:
-    """``report(step, proxies)``: store each proxy and their composite, then maybe prune."""
+def _reporter(
+    trial: optuna.Trial, rules: Bridge, seed: int
+) -> Callable[[int, dict[str, float]], None]:
+    """``report(step, proxies)``: store each proxy and their composite, then maybe prune against
+    the finished trials of the cell's ``seed``."""
     from objectives.dev_signal import composite  # worker side only: it loads the eval stack
 
-    curves: dict[str, dict[str, float]] = {}
+    curves: dict[str, dict[int, float]] = {}
 
     def report(step: int, proxies: dict[str, float]) -> None:
         value = composite(proxies, rules.metrics)
         trial.report(value, step)
         for category, proxy in proxies.items():
-            curves.setdefault(category, {})[str(step)] = proxy
-            trial.set_user_attr(DEV_PREFIX + category, curves[category])
+            curves.setdefault(category, {})[step] = proxy
+            write_dev_curve(trial, category, curves[category])
         if not may_prune(rules, step) or not trial.should_prune():
             return
-        trial.set_user_attr("pruned_step", step)
-        reference = same_seed_reference(trial.study, trial.params["seed"], step)
-        if reference is not None:
-            trial.set_user_attr("pruned_gap", value - reference)
+        reference = same_seed_reference(trial.study, seed, step)
+        write_pruned(trial, step, None if reference is None else value - reference)
         raise optuna.TrialPruned(f"pruned at step {step} (dev composite {value:.4f})")
 
     return report

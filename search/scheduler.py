@@ -23,7 +23,6 @@ Each pass of the loop is a named step of ``Scheduler`` (``fill``, ``beat``, ``co
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,9 @@ from optuna.trial import FrozenTrial, TrialState
 from search import space
 from search.runner import Job, Outcome, one_line, run_cell, warm_up
 from storage import fail_stale_trials
+from storage.study_records import Cell, StoredTrial, read_cell, without_error, write_error
+
+_NO_CELL = Cell("", None)  # a trial without an arm (never queued by the service): not a baseline
 
 
 @dataclass(frozen=True)
@@ -122,16 +124,17 @@ def dispatchable(trials: Sequence[FrozenTrial], baseline: str, gated: bool) -> l
     """Ids of the queued trials that may start now, in order: baselines first (oldest first), then
     other cells, each only when ``gated`` is off or its seed's baseline is not queued or running."""
     waiting = sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number)
+    cells = {t.number: read_cell(t) or _NO_CELL for t in trials}
     pending = {
-        seed
-        for arm, seed in (space.cell_of(t) for t in trials if t.state in space.PENDING)
-        if arm == baseline
+        cells[t.number].seed
+        for t in trials
+        if t.state in space.PENDING and cells[t.number].arm == baseline
     }
-    first = [t for t in waiting if space.cell_of(t)[0] == baseline]
+    first = [t for t in waiting if cells[t.number].arm == baseline]
     rest = [
         t
         for t in waiting
-        if space.cell_of(t)[0] != baseline and not (gated and space.cell_of(t)[1] in pending)
+        if cells[t.number].arm != baseline and not (gated and cells[t.number].seed in pending)
     ]
     return [t._trial_id for t in first + rest]
 
@@ -150,7 +153,7 @@ def claim(storage: optuna.storages.BaseStorage, trial_ids: Sequence[int]) -> int
 def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:
     """Mark a RUNNING trial FAIL with an ``error``; False if it had finished meanwhile."""
     try:
-        storage.set_trial_user_attr(trial_id, "error", reason)
+        write_error(StoredTrial(storage, trial_id), reason)
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
@@ -165,9 +168,7 @@ def fail_and_retry(
         return
     retry = storage.get_heartbeat_stale_trial_callback()
     if retry is not None:
-        frozen = copy.deepcopy(storage.get_trial(trial_id))
-        frozen.user_attrs.pop("error", None)  # the retry starts clean
-        retry(study, frozen)
+        retry(study, without_error(storage.get_trial(trial_id)))  # the retry starts clean
 
 
 class Scheduler:

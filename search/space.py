@@ -327,15 +327,6 @@ def cells(plan: Plan, arms: Arms) -> list[tuple[str, int]]:
     return [(arm, seed) for seed in plan.seed_values() for arm in order if arm in arms.configs]
 
 
-def suggest_cell(trial: optuna.Trial, labels: list[str], seeds: int) -> tuple[str, int]:
-    """Record the enqueued cell as params: ``arm`` categorical over every plan label, ``seed`` an
-    int (not categorical: Optuna refuses categorical choices that change, and a relaunch may add
-    seeds)."""
-    arm = trial.suggest_categorical("arm", labels)
-    seed = trial.suggest_int("seed", 0, max(seeds - 1, 0))
-    return str(arm), int(seed)
-
-
 def suggest_tunables(trial: optuna.Trial, plan: Plan) -> dict[str, Any]:
     """TPE-suggested values of the plan's ``search`` section, keyed by dotted config path."""
     values: dict[str, Any] = {}
@@ -365,12 +356,6 @@ def enqueue_missing(study: optuna.Study, plan: Plan, arms: Arms) -> list[tuple[s
     for arm, seed in added:
         enqueue_cell(study, Cell(arm, seed))
     return added
-
-
-def cell_of(trial: optuna.trial.FrozenTrial) -> tuple[str, int]:
-    """The (arm, seed) cell of a trial, from its fixed or suggested params."""
-    params = trial.params or trial.system_attrs.get("fixed_params", {})
-    return (str(params.get("arm")), int(params.get("seed", -1)))
 
 
 def with_seed(config: TrialConfig, seed: int, tuned: dict[str, Any]) -> TrialConfig:

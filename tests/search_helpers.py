@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.runner import Outcome
+from storage.study_records import Cell, read_cell
 
 # Smoke preset, one seed, a 4-task eval covering every category on 32 texts per task.
 LEAN = [
@@ -22,12 +23,6 @@ LEAN = [
     "--set",
     "eval.tasks=SICK-R,SciFactSubset,Banking77Classification,Banking77Intents",
 ]
-CATEGORY_KEYS = (
-    "category.STS",
-    "category.Retrieval",
-    "category.Classification",
-    "category.Clustering",
-)
 
 
 def lean_args(tasks_dir: Path, storage: str, *extra: str) -> list[str]:
@@ -38,13 +33,12 @@ def trials(url: str, name: str) -> list[FrozenTrial]:
     return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=True)
 
 
-def by_cell(
-    found: list[FrozenTrial], state: TrialState
-) -> dict[tuple[str, int], list[FrozenTrial]]:
-    cells: dict[tuple[str, int], list[FrozenTrial]] = defaultdict(list)
+def by_cell(found: list[FrozenTrial], state: TrialState) -> dict[Cell | None, list[FrozenTrial]]:
+    """The trials in ``state`` by cell (``Cell`` equals its ``(arm, seed)`` tuple)."""
+    cells: dict[Cell | None, list[FrozenTrial]] = defaultdict(list)
     for trial in found:
         if trial.state == state:
-            cells[(trial.params["arm"], trial.params["seed"])].append(trial)
+            cells[read_cell(trial)].append(trial)
     return dict(cells)
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from objectives.results import CATEGORIES
 from search.launch import main
-from tests.search_helpers import CATEGORY_KEYS, by_cell, lean_args, trials
+from storage.study_records import read_cell, read_node, read_result
+from tests.search_helpers import by_cell, lean_args, trials
 
 REPO = Path(__file__).resolve().parent.parent
 STUDY = "layer-weights.smoke.model5"
@@ -25,10 +27,11 @@ def _assert_one_complete_trial_per_cell(url: str, name: str, cells: set[tuple[st
     assert all(len(t) == 1 for t in complete.values())
     for (trial,) in complete.values():
         assert set(trial.params) == {"arm", "seed"}
-        assert all(key in trial.user_attrs for key in CATEGORY_KEYS)
-        assert trial.value == pytest.approx(trial.user_attrs["average"])
-        assert trial.user_attrs["config"]["seed"] == trial.params["seed"]
-        assert trial.user_attrs["node"]
+        result = read_result(trial)
+        assert set(result.category_scores) == set(CATEGORIES)
+        assert trial.value == pytest.approx(result.average)
+        assert result.config["seed"] == read_cell(trial).seed
+        assert read_node(trial)
         assert trial.intermediate_values  # the pruning signal landed in the study
 
 

@@ -16,10 +16,17 @@ import pytest
 import ray
 from optuna.trial import TrialState
 
+from objectives.results import CATEGORIES
 from search.launch import main
-from search.runner import CPU_SECONDS, RUN_SECONDS
 from search.space import Pruning
-from tests.search_helpers import CATEGORY_KEYS, LEAN, trials
+from storage.study_records import (
+    read_cell,
+    read_dev_curves,
+    read_pruned,
+    read_result,
+    read_worker_time,
+)
+from tests.search_helpers import LEAN, trials
 
 STUDY = "tokens.smoke.model5"
 PLAN = (
@@ -28,7 +35,6 @@ PLAN = (
     "  - {label: 4 tokens, overrides: {model.max_length: 4}}\n"
 )
 STEPS = 4  # the smoke preset's train.steps; reports at 0, 2 and 4
-CATEGORIES = [key.removeprefix("category.") for key in CATEGORY_KEYS]
 
 
 @pytest.fixture(scope="module")
@@ -47,24 +53,27 @@ def _weak_arm_study(tasks_dir: Path, url: str, folder: Path) -> None:
     assert main([*argv, "--storage", url]) == 0  # default --pruner, margin and concurrency
 
     found = trials(url, STUDY)
-    assert len(found) == 4 and {t.params["seed"] for t in found} == {0, 1}
+    arm = {t.number: read_cell(t).arm for t in found}
+    assert len(found) == 4 and {read_cell(t).seed for t in found} == {0, 1}
     for trial in found:  # what each spent, pruned ones too (the benchmark's figures)
         duration = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        assert 0 < trial.user_attrs[RUN_SECONDS] < duration  # the rest is the service's
-        assert trial.user_attrs[CPU_SECONDS] > 0
+        spent = read_worker_time(trial)
+        assert 0 < spent.run_seconds < duration  # the rest is the service's
+        assert spent.cpu_seconds > 0
     pruned = [t for t in found if t.state == TrialState.PRUNED]
-    assert any(t.params["arm"] == "4 tokens" for t in pruned)  # pruned in at least one seed
-    baselines = [t for t in found if t.params["arm"] == "32 tokens"]
+    assert any(arm[t.number] == "4 tokens" for t in pruned)  # pruned in at least one seed
+    baselines = [t for t in found if arm[t.number] == "32 tokens"]
     assert [t.state for t in baselines] == [TrialState.COMPLETE] * 2  # the baseline never is
     for trial in baselines:
         assert sorted(trial.intermediate_values) == [0, 2, 4]
-        assert all(sorted(trial.user_attrs[f"dev.{c}"]) == ["0", "2", "4"] for c in CATEGORIES)
+        curves = read_dev_curves(trial)
+        assert all(sorted(curves.get(c, {})) == [0, 2, 4] for c in CATEGORIES)
     for trial in pruned:
-        step = trial.user_attrs["pruned_step"]
-        assert 0 < step < STEPS and max(trial.intermediate_values) == step
-        assert trial.user_attrs["pruned_gap"] < -Pruning.margin
-        assert trial.value == trial.intermediate_values[step]
-        assert "category.STS" not in trial.user_attrs  # a pruned trial never scores as an arm
+        record = read_pruned(trial)
+        assert 0 < record.step < STEPS and max(trial.intermediate_values) == record.step
+        assert record.gap < -Pruning.margin
+        assert trial.value == trial.intermediate_values[record.step]
+        assert read_result(trial) is None  # a pruned trial never scores as an arm
 
 
 def test_the_weak_arm_is_pruned_at_default_settings_on_sqlite(

@@ -19,6 +19,7 @@ from search.launch import main
 from search.plans import get_plan
 from search.runner import Job
 from storage import StorageSettings
+from storage.study_records import read_node
 from tests.search_helpers import by_cell, lean_args, trials
 
 
@@ -43,7 +44,7 @@ def test_trials_run_on_both_nodes(two_nodes: Cluster, tasks_dir: Path, sqlite_ur
     assert main(["--study", "layer-weights", *args]) == 0
     complete = by_cell(trials(sqlite_url, "layer-weights.smoke.model5"), TrialState.COMPLETE)
     assert set(complete) == {("W on", 0), ("W off", 0)}
-    assert {trial.user_attrs["node"] for (trial,) in complete.values()} == node_ids
+    assert {read_node(trial) for (trial,) in complete.values()} == node_ids
 
 
 def test_cells_run_in_the_worker_processes_the_warm_up_prepared(sqlite_url: str) -> None:

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from search import scheduler, space
 from search.plans import get_plan
 from storage import open_storage
+from storage.study_records import read_cell, read_error, retried_from, suggest_cell
 from tests.search_helpers import by_cell, lean_args, trials
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,9 +92,9 @@ def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
         assert found[number].value == trial.value
     dead = found[killed[0].number]
     assert dead.state == TrialState.FAIL  # the heartbeat failed it after the grace period ...
-    retry = next(t for t in found if t.system_attrs.get("failed_trial") == dead.number)
+    retry = next(t for t in found if retried_from(t) == dead.number)
     assert retry.state == TrialState.COMPLETE  # ... and the same cell was re-run
-    assert retry.params == dead.params
+    assert read_cell(retry) == read_cell(dead)
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_what_finished(
@@ -106,7 +107,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(
         assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
     found = trials(sqlite_url, STUDY)
     assert [t.state for t in found] == [TrialState.COMPLETE, TrialState.FAIL]
-    assert "interrupted" in found[1].user_attrs["error"]
+    assert "interrupted" in (read_error(found[1]) or "")
     assert "relaunch the same command to resume" in log.read_text()
 
 
@@ -140,9 +141,9 @@ def test_a_sigkilled_ray_worker_fails_its_trial_and_the_launcher_reruns_the_cell
     assert set(complete) == {("W on", 0), ("W off", 0)}
     assert all(len(cell) == 1 for cell in complete.values())
     dead = next(t for t in found if t.state == TrialState.FAIL)
-    assert dead.user_attrs["error"].startswith("worker died")
-    retry = next(t for t in found if t.system_attrs.get("failed_trial") == dead.number)
-    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert (read_error(dead) or "").startswith("worker died")
+    retry = next(t for t in found if retried_from(t) == dead.number)
+    assert retry.state == TrialState.COMPLETE and read_cell(retry) == read_cell(dead)
 
 
 def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlite_url: str) -> None:
@@ -155,14 +156,14 @@ def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlit
     waiting = storage.get_all_trials(storage.get_study_id_from_name("s"))
     trial_id = scheduler.claim(storage, scheduler.dispatchable(waiting, plan.baseline, gated=True))
     trial = optuna.Trial(study, trial_id)
-    space.suggest_cell(trial, [a.label for a in plan.arms], plan.seeds)
+    suggest_cell(trial, [a.label for a in plan.arms], plan.seeds)
 
     scheduler.fail_and_retry(storage, study, trial_id, "worker died: WorkerCrashedError: gone")
 
     dead = storage.get_trial(trial_id)
     assert dead.state == TrialState.FAIL
-    assert dead.user_attrs["error"] == "worker died: WorkerCrashedError: gone"
-    retry = next(t for t in study.get_trials() if t.system_attrs.get("failed_trial") == dead.number)
-    assert retry.state == TrialState.WAITING and retry.params == dead.params
-    assert "error" not in retry.user_attrs  # the re-run starts clean
+    assert read_error(dead) == "worker died: WorkerCrashedError: gone"
+    retry = next(t for t in study.get_trials() if retried_from(t) == dead.number)
+    assert retry.state == TrialState.WAITING and read_cell(retry) == read_cell(dead)
+    assert read_error(retry) is None  # the re-run starts clean
     assert space.enqueue_missing(study, plan, arms) == []  # the queued retry covers the cell

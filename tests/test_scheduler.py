@@ -17,6 +17,7 @@ from search import scheduler, space
 from search.plans import get_plan
 from search.runner import Outcome, stops_study
 from storage import open_storage
+from storage.study_records import read_cell, read_error, suggest_cell
 from tests.search_helpers import InlineBackend
 
 SEEDS = 2
@@ -42,7 +43,7 @@ def _worker(study: optuna.Study, events: list, outcome: Callable | None = None) 
     def cell(trial_id: int) -> Outcome:
         study.get_trials(deepcopy=False)  # sync the cache, as run_cell does
         trial = optuna.Trial(study, trial_id)
-        arm, seed = space.suggest_cell(trial, [a.label for a in PLAN.arms], SEEDS)
+        arm, seed = suggest_cell(trial, [a.label for a in PLAN.arms], SEEDS)
         events.append(("ran", (arm, seed)))
         if outcome is not None:
             return outcome(study, trial, arm)
@@ -80,7 +81,7 @@ class Logged(InlineBackend):
         self.storage, self.events = storage, events
 
     def submit(self, trial_id: int) -> int:
-        self.events.append(("submitted", space.cell_of(self.storage.get_trial(trial_id))))
+        self.events.append(("submitted", read_cell(self.storage.get_trial(trial_id))))
         return super().submit(trial_id)
 
 
@@ -146,8 +147,8 @@ def test_a_dead_worker_fails_its_trial_and_the_cell_runs_again(sqlite_url: str) 
     backend = InlineBackend(_worker(study, events, once_dead))
     tracker = _run(storage, study, backend, gated=True, concurrency=2)
     dead = storage.get_trial(died[0])
-    assert dead.state == TrialState.FAIL and dead.user_attrs["error"] == "worker died: node lost"
-    complete = [space.cell_of(t) for t in study.trials if t.state == TrialState.COMPLETE]
+    assert dead.state == TrialState.FAIL and read_error(dead) == "worker died: node lost"
+    complete = [read_cell(t) for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(complete) == sorted((arm, seed) for arm in ("W on", "W off") for seed in (0, 1))
     assert [o.state for o in tracker.outcomes].count("FAIL") == 1
 

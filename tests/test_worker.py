@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from objectives.results import CATEGORIES, TrialResult
@@ -13,9 +12,20 @@ from search.plans import get_plan
 from search.pruners import SameSeedMedianPruner
 from search.runner import Bridge, Job, _reporter, may_prune
 from storage import StorageSettings, open_storage
+from storage.study_records import (
+    Cell,
+    Pruned,
+    cell_distributions,
+    cell_params,
+    enqueue_cell,
+    read_dev_curves,
+    read_error,
+    read_pruned,
+    suggest_cell,
+)
 
 STEPS = 4
-DISTRIBUTIONS = {"arm": CategoricalDistribution(["base", "weak"]), "seed": IntDistribution(0, 1)}
+LABELS, SEEDS = ["base", "weak"], 2
 
 
 def _study_with_reference() -> optuna.Study:
@@ -25,8 +35,8 @@ def _study_with_reference() -> optuna.Study:
         optuna.create_trial(
             state=TrialState.COMPLETE,
             value=0.9,
-            params={"arm": "base", "seed": 0},
-            distributions=DISTRIBUTIONS,
+            params=cell_params(Cell("base", 0)),
+            distributions=cell_distributions(LABELS, SEEDS),
             intermediate_values={0: 0.3, 2: 0.8, 4: 0.9},
         )
     )
@@ -34,10 +44,9 @@ def _study_with_reference() -> optuna.Study:
 
 
 def _running(study: optuna.Study, arm: str) -> optuna.Trial:
-    study.enqueue_trial({"arm": arm, "seed": 0})
+    enqueue_cell(study, Cell(arm, 0))
     trial = study.ask()
-    trial.suggest_categorical("arm", ["base", "weak"])
-    trial.suggest_int("seed", 0, 1)
+    suggest_cell(trial, LABELS, SEEDS)
     return trial
 
 
@@ -60,32 +69,30 @@ def test_pruning_may_act_only_during_training_and_never_on_the_baseline() -> Non
 def test_a_weak_trial_is_pruned_during_training_with_its_step_and_gap() -> None:
     study = _study_with_reference()
     trial = _running(study, "weak")
-    report = _reporter(trial, _bridge(False))
+    report = _reporter(trial, _bridge(False), seed=0)
     report(0, {"STS": 0.1, "Retrieval": 0.3})  # far below, but before training: never pruned
     with pytest.raises(optuna.TrialPruned):
         report(2, {"STS": 0.1, "Retrieval": 0.3})
     frozen = study._storage.get_trial(trial._trial_id)
     assert frozen.intermediate_values == {0: pytest.approx(0.2), 2: pytest.approx(0.2)}
-    assert frozen.user_attrs["dev.STS"] == {"0": 0.1, "2": 0.1}
-    assert frozen.user_attrs["dev.Retrieval"] == {"0": 0.3, "2": 0.3}
-    assert frozen.user_attrs["pruned_step"] == 2
-    assert frozen.user_attrs["pruned_gap"] == pytest.approx(0.2 - 0.8)
+    assert read_dev_curves(frozen) == {"STS": {0: 0.1, 2: 0.1}, "Retrieval": {0: 0.3, 2: 0.3}}
+    assert read_pruned(frozen) == Pruned(step=2, gap=pytest.approx(0.2 - 0.8))
 
 
 def test_the_baseline_and_the_last_step_are_never_pruned() -> None:
     study = _study_with_reference()
-    baseline = _reporter(_running(study, "base"), _bridge(True))
+    baseline = _reporter(_running(study, "base"), _bridge(True), seed=0)
     baseline(2, {"STS": 0.0})  # far below its own seed's finished baseline: still kept
     weak = _running(study, "weak")
-    _reporter(weak, _bridge(False))(STEPS, {"STS": 0.0})
-    assert "pruned_step" not in study._storage.get_trial(weak._trial_id).user_attrs
+    _reporter(weak, _bridge(False), seed=0)(STEPS, {"STS": 0.0})
+    assert read_pruned(study._storage.get_trial(weak._trial_id)) is None
 
 
 def test_the_stored_value_is_the_composite_on_the_objectives_categories() -> None:
     study = _study_with_reference()
     trial = _running(study, "weak")
     only_sts = Bridge(baseline=False, steps=STEPS, metrics=("STS",))
-    _reporter(trial, only_sts)(0, {"STS": 0.6, "Clustering": 0.2})
+    _reporter(trial, only_sts, seed=0)(0, {"STS": 0.6, "Clustering": 0.2})
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {0: 0.6}
 
 
@@ -109,4 +116,4 @@ def test_a_scored_trial_whose_objective_is_nan_fails_and_says_which_task(
 
     assert outcome.state == "FAIL" and "SICK-R scored NaN" in outcome.error
     frozen = storage.get_trial(trial_id)
-    assert frozen.state == TrialState.FAIL and frozen.user_attrs["error"] == outcome.error
+    assert frozen.state == TrialState.FAIL and read_error(frozen) == outcome.error
