@@ -18,7 +18,7 @@ from search import scheduler
 from search.launch import main
 from search.plans import get_plan
 from search.runner import Job
-from storage import StorageSettings
+from storage import StorageSettings, open_storage
 from storage.study_records import read_node
 from tests.search_helpers import by_cell, lean_args, trials
 
@@ -48,6 +48,7 @@ def test_trials_run_on_both_nodes(two_nodes: Cluster, tasks_dir: Path, sqlite_ur
 
 
 def test_cells_run_in_the_worker_processes_the_warm_up_prepared(sqlite_url: str) -> None:
+    open_storage(sqlite_url)  # the launcher creates the storage before it warms the workers
     job = Job("s", sqlite_url, StorageSettings(), get_plan("layer-weights"), configs={})
     resources = scheduler.Resources(cpus_per_trial=1, max_concurrent=2)
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
