@@ -172,10 +172,13 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
     origin = study_provenance(t for cells in chosen.values() for t in cells.values())
     warnings = origin.disagreements() + _learning_warnings(rows, chosen)
     if shared and min(shared) <= 2:
+        # Pruned or failed seeds count against the 3: more seeds than launched, not 3 again.
+        launched = len(records.plan.get("seeds", []))
+        enough = max(3, launched + 3 - min(shared))
         warnings.append(
             f"only {min(shared)} seed(s) shared with the baseline: a t interval over so few seeds "
-            "is wide and detects only large effects; relaunch with --seeds 3 or more (only the "
-            "missing cells run)"
+            f"is wide and detects only large effects; relaunch with --seeds {enough} or more "
+            "(only the missing cells run)"
         )
     return AblationTable(
         study=records.name,

@@ -160,7 +160,7 @@ def test_every_export_carries_the_verdict_words_and_the_method(fixture_report) -
     assert "inconclusive" in w_off and "Δ -0.0" in w_off
     assert "Holm-adjusted" in markdown and "Student t over seeds" in markdown
     assert "**W on (baseline)**" in markdown
-    assert "relaunch with --seeds 3" in markdown  # W off has only 2 complete seeds
+    assert "relaunch with --seeds 4" in markdown  # W off has 2 of the 3 launched seeds complete
     latex = _export(fixture_report, ".tex")
     assert r"\begin{tabular}{lcccccl}" in latex and r"\textbf{" in latex
     assert r"\underline{W on (baseline)}" in latex and "inconclusive" in latex
