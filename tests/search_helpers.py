@@ -9,7 +9,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import space
+from search.plans import Plan, get_plan
 from search.runner import Outcome
+from storage import open_storage
 from storage.study_records import Cell, read_cell
 
 # Smoke preset, one seed, a 4-task eval covering every category on 32 texts per task.
@@ -65,3 +68,16 @@ class InlineBackend:
 
     def cancel(self, handle: int) -> None:
         """Nothing runs in the background here."""
+
+
+def queued_smoke_study(
+    url: str, name: str = "s"
+) -> tuple[optuna.storages.RDBStorage, optuna.Study, Plan, space.Arms]:
+    """The layer-weights study on the smoke preset, prepared and queued as the launcher does."""
+    plan = get_plan("layer-weights")
+    settings = space.Settings(preset="smoke")
+    arms = space.resolve_arms(plan, settings)
+    storage = open_storage(url)
+    study = space.prepare_study(storage, name, plan, arms, settings)
+    space.enqueue_missing(study, plan, arms)
+    return storage, study, plan, arms

@@ -19,10 +19,8 @@ import optuna
 from optuna.trial import TrialState
 
 from search import scheduler, space
-from search.plans import get_plan
-from storage import open_storage
 from storage.study_records import read_cell, read_error, retried_from, suggest_cell
-from tests.search_helpers import by_cell, lean_args, trials
+from tests.search_helpers import by_cell, lean_args, queued_smoke_study, trials
 
 REPO = Path(__file__).resolve().parent.parent
 STUDY = "layer-weights.smoke.model5"
@@ -147,12 +145,7 @@ def test_a_sigkilled_ray_worker_fails_its_trial_and_the_launcher_reruns_the_cell
 
 
 def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlite_url: str) -> None:
-    plan = get_plan("layer-weights")
-    settings = space.Settings(preset="smoke")
-    arms = space.resolve_arms(plan, settings)
-    storage = open_storage(sqlite_url)
-    study = space.prepare_study(storage, "s", plan, arms, settings)
-    space.enqueue_missing(study, plan, arms)
+    storage, study, plan, arms = queued_smoke_study(sqlite_url)
     waiting = storage.get_all_trials(storage.get_study_id_from_name("s"))
     trial_id = scheduler.claim(storage, scheduler.dispatchable(waiting, plan.baseline, gated=True))
     trial = optuna.Trial(study, trial_id)

@@ -7,11 +7,10 @@ import pytest
 from optuna.trial import TrialState
 
 from objectives.results import CATEGORIES, TrialResult
-from search import runner, scheduler, space
-from search.plans import get_plan
+from search import runner, scheduler
 from search.pruners import SameSeedMedianPruner
 from search.runner import Bridge, Job, _reporter, may_prune
-from storage import StorageSettings, open_storage
+from storage import StorageSettings
 from storage.study_records import (
     Cell,
     Pruned,
@@ -23,6 +22,7 @@ from storage.study_records import (
     read_pruned,
     suggest_cell,
 )
+from tests.search_helpers import queued_smoke_study
 
 STEPS = 4
 LABELS, SEEDS = ["base", "weak"], 2
@@ -99,12 +99,7 @@ def test_the_stored_value_is_the_composite_on_the_objectives_categories() -> Non
 def test_a_scored_trial_whose_objective_is_nan_fails_and_says_which_task(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = get_plan("layer-weights")
-    settings = space.Settings(preset="smoke")
-    arms = space.resolve_arms(plan, settings)
-    storage = open_storage(sqlite_url)
-    study = space.prepare_study(storage, "s", plan, arms, settings)
-    space.enqueue_missing(study, plan, arms)
+    storage, study, plan, arms = queued_smoke_study(sqlite_url)
     trial_id = scheduler.claim(storage, [t._trial_id for t in study.trials])
     collapsed = TrialResult(
         task_scores={"SICK-R": float("nan")}, category_scores={"STS": float("nan")}, average=0.0
