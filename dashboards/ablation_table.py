@@ -1,7 +1,8 @@
 """The paper-style ablation table: arms x columns, each non-baseline cell with a verdict word.
 
-Built from COMPLETE trials, one per arm x seed cell: the cell's best trial by objective (a plan's
-``search`` section runs several per cell; every statistic uses that same trial). An arm's mean and
+Built from COMPLETE trials, one per arm x seed cell: the cell's trial with the best final dev
+signal (a plan's ``search`` section runs several per cell; picking on the test scores would be a
+winner's curse; every statistic uses that same trial). An arm's mean and
 verdict rest only on the seeds complete for both it and the baseline. Columns are the plan's
 ``metrics`` and its objective when given, else every task, every category and the average. The
 statistics, and why they hold with 2-3 seeds, are in ``dashboards.verdicts``; a cell's item-level
@@ -23,20 +24,21 @@ from dashboards.provenance import study_provenance
 from dashboards.records import StudyRecords, category_score, seed_of, task_scores
 from dashboards.verdicts import (
     ALPHA,
-    BETTER,
+    BASELINE_NOT_LEARNED,
     DID_NOT_LEARN,
+    LOST_SEEDS,
     METHOD,
-    NOT_LEARNED,
+    POPULATION,
     PRUNED,
-    ROPE,
-    WORSE,
     Interval,
+    Rope,
     TaskTest,
     detectable_effect,
     holm,
     learned,
     paired_interval,
     verdict,
+    verdict_kind,
     wilcoxon_across_tasks,
 )
 from objectives.evidence import TaskEvidence
@@ -56,7 +58,6 @@ class Cell:
     interval: Interval | None = None
     tasks_test: TaskTest | None = None
     p_holm: float | None = None
-    tasks_p_holm: float | None = None
     verdict: str | None = None
     best: bool = False
 
@@ -85,19 +86,31 @@ class ArmRow:
     cells: dict[str, Cell] = field(default_factory=dict)
     shared: int = 0
     pruned_cells: list[PrunedCell] = field(default_factory=list)
+    # Seeds launched for the arm that have no COMPLETE trial but a pruned or failed one.
+    lost_seeds: tuple[object, ...] = ()
+    # Did the dev signal rise from step 0 (``verdicts.learned``, on the seeds shared with the
+    # baseline; the baseline on all its seeds)? ``None``: not testable (under 2 seeds, no curve).
     learned: bool | None = None
-    # The mean over seeds of (last dev signal - step-0 dev signal): how far training moved it.
+    # The mean over those seeds of (last dev signal - step-0 dev signal): how far training moved it.
     dev_gain: float | None = None
+    # True when the last report was still above the one before it in most of those seeds.
+    still_rising: bool | None = None
     detectable: float | None = None
+    # Columns whose interval is wider than their ROPE: "equivalent" cannot be reached there.
+    unreachable: tuple[str, ...] = ()
 
     def notes(self) -> list[str]:
-        """Short facts a reader needs beside the numbers: pruned seeds, learning, power."""
+        """Short facts a reader needs beside the numbers: lost seeds, learning, power."""
         notes = [
             f"seed {p.seed} pruned"
             + (f" at step {p.step}" if p.step is not None else "")
             + (f" (dev gap {p.gap:+.4f})" if p.gap is not None else "")
             for p in self.pruned_cells
         ]
+        pruned = {p.seed for p in self.pruned_cells}
+        failed = [s for s in self.lost_seeds if s not in pruned]
+        if failed:
+            notes.append("seed " + ", ".join(map(str, failed)) + " failed")
         if self.learned is False:
             gain = (
                 f" (dev signal {self.dev_gain:+.4f} since step 0)"
@@ -107,6 +120,10 @@ class ArmRow:
             notes.append(DID_NOT_LEARN + gain)
         if self.detectable is not None:
             notes.append(f"detects |effect| >= {self.detectable:.4f}")
+        if self.unreachable:
+            notes.append(
+                "equivalence unreachable at this precision on " + ", ".join(self.unreachable)
+            )
         return notes
 
 
@@ -117,12 +134,13 @@ class AblationTable:
     rows: list[ArmRow]
     columns: tuple[str, ...]
     alpha: float = ALPHA
-    rope: float = ROPE
+    rope: float = Rope().default
     tests: int = 0
     item_level: bool = True
     warnings: list[str] = field(default_factory=list)
     # (label, text) of what produced the trials behind the table (dashboards.provenance).
     provenance: list[tuple[str, str]] = field(default_factory=list)
+    ropes: Rope = field(default_factory=Rope)
 
     def legend(self) -> str:
         """How to read every cell; shown under every export of the table."""
@@ -130,25 +148,31 @@ class AblationTable:
         basis = "" if self.item_level else "; some trials stored no item evidence: seeds only there"
         return (
             f"mean ± sample std over the seeds complete for both the arm and the {base} (one trial "
-            f"per arm x seed: the cell's best by objective; pruned trials never count); "
-            f"Δ [95% interval]: {METHOD}{basis}; verdict: equivalent (interval inside "
-            f"±{self.rope}), better/worse (interval excludes 0, Holm-adjusted p < {self.alpha} over "
-            f"all {self.tests} tests of the study), else inconclusive; '{PRUNED}' when a pruned "
-            f"seed leaves it undecided; the paper's Wilcoxon signed-rank across a column's tasks is "
-            f"listed apart; '{DID_NOT_LEARN}': the dev signal rose from step 0 by less than "
-            f"max(ROPE, 2 x its step-0 spread across seeds); '{NOT_LEARNED}': the arm or the "
-            f"baseline did not learn, so no other verdict is given"
+            f"per arm x seed: the one with the best final dev signal; pruned trials never count); "
+            f"Δ [95% interval]: {METHOD}{basis}; verdict: equivalent (interval inside the ROPE "
+            f"{self.ropes.describe()}), better/worse (interval excludes 0, Holm-adjusted p < "
+            f"{self.alpha} over all {self.tests} interval tests of the study), else inconclusive; "
+            f"an arm with pruned or failed seeds is never better or equivalent on the seeds left "
+            f"('{PRUNED}', '{LOST_SEEDS}'); '{DID_NOT_LEARN}': the per-seed rise of the dev signal "
+            f"since step 0 is not above 0 (one-sided t test, alpha {self.alpha}); "
+            f"'{BASELINE_NOT_LEARNED}': no verdict against a baseline that did not learn; a word "
+            f"followed by '(arm did not learn)' stands but the arm's head was not improved by "
+            f"training; the paper's Wilcoxon signed-rank across a column's tasks is descriptive "
+            f"only (the tasks share the same models) and decides nothing; {POPULATION}"
         )
 
 
-def build_table(records: StudyRecords, alpha: float = ALPHA, rope: float = ROPE) -> AblationTable:
+def build_table(
+    records: StudyRecords, alpha: float = ALPHA, rope: Rope | float | None = None
+) -> AblationTable:
     """Aggregate the study into the ablation table; arms with no finished seed get empty cells."""
+    ropes = rope if isinstance(rope, Rope) else Rope() if rope is None else Rope(float(rope))
     # Resampling multiplies small matrices, where BLAS threads only contend (25x slower on 2 cores).
     with threadpool_limits(1):
-        return _build(records, alpha, rope)
+        return _build(records, alpha, ropes)
 
 
-def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
+def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
     chosen = {arm: records.cells(arm) for arm in records.arms}
     resampler = _Resampler([t for cells in chosen.values() for t in cells.values()])
     columns = _columns(records, chosen, resampler.categories)
@@ -165,8 +189,9 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
                 pairs = [(chosen[arm][s], chosen[baseline][s]) for s in shared]
                 cells[column] = _compare(cells[column], pairs, column, resampler, alpha)
                 tested.append((arm, column))
-        rows.append(_row(records, arm, baseline, cells, len(shared), chosen[arm]))
-    rows, tests = _holm_and_verdicts(rows, tested, alpha, rope)
+        trials = [chosen[arm][s] for s in shared]
+        rows.append(_row(records, arm, baseline, cells, trials, chosen[arm]))
+    rows, tests = _holm_and_verdicts(rows, tested, chosen, alpha, ropes, resampler.categories)
     rows = _mark_best(rows, columns)
     shared = [r.shared for r in rows if not r.is_baseline and r.complete]
     origin = study_provenance(t for cells in chosen.values() for t in cells.values())
@@ -186,31 +211,45 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
         rows=rows,
         columns=columns,
         alpha=alpha,
-        rope=rope,
+        rope=ropes.default,
         tests=tests,
         item_level=resampler.complete,
         warnings=warnings,
         provenance=origin.facts(),
+        ropes=ropes,
     )
 
 
 def _learning_warnings(
     rows: list[ArmRow], chosen: dict[str, dict[object, FrozenTrial]]
 ) -> list[str]:
-    """Name the arms that did not learn and the fix: more optimizer steps than the trials ran."""
-    stuck = [r.arm for r in rows if r.learned is False]
+    """Name the arms that did not learn, with advice only as far as their dev curves support it."""
+    stuck = [r for r in rows if r.learned is False]
     if not stuck:
         return []
-    results = [read_result(t) for arm in stuck for t in chosen[arm].values()]
-    trains = [r.config.get("train", {}) for r in results if r is not None]
-    steps = [int(train["steps"]) for train in trains if "steps" in train]
-    more = f"--set train.steps={4 * max(steps)}" if steps else "--set train.steps=N"
-    names = ", ".join(f"'{arm}'" for arm in stuck)
-    return [
-        f"{names} did not learn (the dev signal rose from step 0 by no more than noise), so "
-        f"no verdict compares them ('{NOT_LEARNED}'); train longer, e.g. {more} (a new "
-        "--study-name: other settings make other cells)"
-    ]
+    names = ", ".join(f"'{r.arm}'" for r in stuck)
+    rising = [r for r in stuck if r.still_rising]
+    text = (
+        f"{names} did not learn (the dev signal's rise since step 0 is not above 0 over the seeds)"
+    )
+    if any(r.is_baseline for r in stuck):
+        text += f", so no arm is compared with the baseline ('{BASELINE_NOT_LEARNED}')"
+    if rising:
+        results = [read_result(t) for r in rising for t in chosen[r.arm].values()]
+        trains = [r.config.get("train", {}) for r in results if r is not None]
+        steps = [int(train["steps"]) for train in trains if "steps" in train]
+        more = f"--set train.steps={2 * max(steps)}" if steps else "more train.steps"
+        rising_names = ", ".join(f"'{r.arm}'" for r in rising)
+        text += (
+            f"; the dev signal of {rising_names} was still rising at the last report, so more "
+            f"steps may help (e.g. {more} under a new --study-name)"
+        )
+    if len(rising) < len(stuck):
+        text += (
+            "; where the dev signal had stopped rising, more steps are not known to help: this "
+            "recipe and backbone may not learn here (the README's presets say which do)"
+        )
+    return [text]
 
 
 def _columns(
@@ -371,30 +410,41 @@ def _row(
     arm: str,
     baseline: str | None,
     cells: dict[str, Cell],
-    shared: int,
+    shared: list[FrozenTrial],
     chosen: dict[object, FrozenTrial],
 ) -> ArmRow:
     pruned = records.by_state(TrialState.PRUNED, arm)
-    pruned_cells = [_pruned_cell(t) for t in pruned if seed_of(t) not in chosen]
-    with_start = [t for t in chosen.values() if 0 in t.intermediate_values]
-    learn = gain = None
-    if with_start:
-        start = [t.intermediate_values[0] for t in with_start]
-        final = [t.intermediate_values[max(t.intermediate_values)] for t in with_start]
-        learn = learned(start, final)
-        gain = statistics.fmean(f - s for f, s in zip(final, start, strict=True))
+    failed = records.by_state(TrialState.FAIL, arm)
+    lost = sorted({seed_of(t) for t in (*pruned, *failed)} - set(chosen), key=str)
+    learning = _learning(shared if arm != baseline else list(chosen.values()))
     return ArmRow(
         arm=arm,
         is_baseline=arm == baseline,
         complete=len(chosen),
         pruned=len(pruned),
-        failed=len(records.by_state(TrialState.FAIL, arm)),
+        failed=len(failed),
         cells=cells,
-        shared=shared,
-        pruned_cells=pruned_cells,
-        learned=learn,
-        dev_gain=gain,
+        shared=len(shared) if arm != baseline else len(chosen),
+        pruned_cells=[_pruned_cell(t) for t in pruned if seed_of(t) not in chosen],
+        lost_seeds=tuple(lost),
+        **learning,
     )
+
+
+def _learning(trials: list[FrozenTrial]) -> dict[str, object]:
+    """``learned``, ``dev_gain`` and ``still_rising`` of these trials' dev curves (step 0 on)."""
+    curves = [t.intermediate_values for t in trials if 0 in t.intermediate_values]
+    if not curves:
+        return {}
+    start = [c[0] for c in curves]
+    final = [c[max(c)] for c in curves]
+    steps = [sorted(c) for c in curves]
+    rising = [c[s[-1]] > c[s[-2]] for c, s in zip(curves, steps, strict=True) if len(s) > 1]
+    return {
+        "learned": learned(start, final),
+        "dev_gain": statistics.fmean(f - s for f, s in zip(final, start, strict=True)),
+        "still_rising": 2 * sum(rising) > len(rising) if rising else None,
+    }
 
 
 def _pruned_cell(trial: FrozenTrial) -> PrunedCell:
@@ -403,45 +453,63 @@ def _pruned_cell(trial: FrozenTrial) -> PrunedCell:
 
 
 def _holm_and_verdicts(
-    rows: list[ArmRow], tested: list[tuple[str, str]], alpha: float, rope: float
+    rows: list[ArmRow],
+    tested: list[tuple[str, str]],
+    chosen: dict[str, dict[object, FrozenTrial]],
+    alpha: float,
+    ropes: Rope,
+    categories: dict[str, str],
 ) -> tuple[list[ArmRow], int]:
-    """Holm over every interval test and every runnable Wilcoxon test; then the verdict words."""
+    """Holm over every interval test of the study (the descriptive Wilcoxon tests stay out of the
+    family); then the verdict words."""
     keys = []
     for arm, column in tested:
         cell = next(r for r in rows if r.arm == arm).cells[column]
         if cell.interval is not None and cell.interval.p is not None:
-            keys.append((arm, column, "interval", cell.interval.p))
-        if cell.tasks_test is not None and cell.tasks_test.p is not None:
-            keys.append((arm, column, "tasks", cell.tasks_test.p))
-    adjusted = dict(zip([k[:3] for k in keys], holm([k[3] for k in keys]), strict=True))
-    baseline_learned = next((r.learned for r in rows if r.is_baseline), None)
+            keys.append(((arm, column), cell.interval.p))
+    adjusted = dict(zip([k for k, _ in keys], holm([p for _, p in keys]), strict=True))
+    base = next((r for r in rows if r.is_baseline), None)
     out = []
     for row in rows:
-        both_learned = row.learned is not False and baseline_learned is not False
-        cells = {}
+        if base is None or row.is_baseline:
+            out.append(row)
+            continue
+        # The baseline on this arm's shared seeds: its learning, and its seeds lost where the arm
+        # finished (pairs the survivors never saw).
+        shared = [chosen[base.arm][s] for s in chosen[row.arm] if s in chosen[base.arm]]
+        base_learned = _learning(shared).get("learned")
+        base_lost = any(s in chosen[row.arm] for s in base.lost_seeds)
+        cells, unreachable = {}, []
         for column, cell in row.cells.items():
             if (row.arm, column) not in tested:
                 cells[column] = cell
                 continue
-            p_holm = adjusted.get((row.arm, column, "interval"))
-            word = verdict(cell.interval, p_holm, rope, alpha, both_learned)
-            if row.pruned_cells and word not in (BETTER, WORSE, NOT_LEARNED):
-                word = PRUNED
-            cells[column] = _with(
-                cell,
-                p_holm=p_holm,
-                tasks_p_holm=adjusted.get((row.arm, column, "tasks")),
-                verdict=word,
+            rope = ropes.for_column(column, categories)
+            p_holm = adjusted.get((row.arm, column))
+            word = verdict(
+                cell.interval,
+                p_holm,
+                rope,
+                alpha,
+                baseline_learned=base_learned,
+                arm_learned=row.learned,
+                arm_lost=bool(row.lost_seeds),
+                baseline_lost=base_lost,
+                arm_pruned=bool(row.pruned_cells),
             )
+            half = cell.interval.half_width if cell.interval is not None else None
+            if half is not None and half > rope and verdict_kind(word) is None:
+                unreachable.append(column)
+            cells[column] = _with(cell, p_holm=p_holm, verdict=word)
+        if row.pruned_cells and not row.shared:
+            cells = {c: _with(cell, verdict=PRUNED) for c, cell in cells.items()}
         objective = cells.get(OBJECTIVE)
         detectable = (
             detectable_effect(objective.interval, len(keys), alpha)
             if objective is not None and objective.interval is not None
             else None
         )
-        if row.pruned_cells and not row.shared and not row.is_baseline:
-            cells = {c: _with(cell, verdict=PRUNED) for c, cell in cells.items()}
-        out.append(_with_row(row, cells, detectable))
+        out.append(replace(row, cells=cells, detectable=detectable, unreachable=tuple(unreachable)))
     return out, len(keys)
 
 

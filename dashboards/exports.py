@@ -15,7 +15,7 @@ from rich.table import Table
 
 from dashboards.ablation_table import AblationTable, ArmRow, Cell, build_table
 from dashboards.records import load_records
-from dashboards.verdicts import ROPE
+from dashboards.verdicts import Rope
 
 DIGITS = 4
 
@@ -79,7 +79,7 @@ def to_csv(table: AblationTable) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     fields = ("mean", "std", "n", "delta", "low", "high", "p", "p_holm", "verdict")
-    fields += ("p_tasks", "p_tasks_holm", "tasks_test")
+    fields += ("p_tasks_descriptive", "tasks_test")
     header = ["arm", "baseline", "complete", "shared", "pruned", "failed", "learned", "dev_gain"]
     header += ["detectable"]
     header += [f"{column}_{k}" for column in table.columns for k in fields]
@@ -93,7 +93,7 @@ def to_csv(table: AblationTable) -> str:
             values += [cell.mean, cell.std, cell.n, cell.delta]
             values += [interval.low, interval.high, interval.p] if interval else [None] * 3
             values += [cell.p_holm, cell.verdict]
-            values += [test.p, cell.tasks_p_holm, test.label()] if test else [None] * 3
+            values += [test.p, test.label()] if test else [None] * 2
         writer.writerow(["" if v is None else v for v in values])
     return out.getvalue()
 
@@ -126,10 +126,10 @@ def to_latex(table: AblationTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def console_table(study_name: str, url: str, rope: float | None = None) -> list[RenderableType]:
+def console_table(study_name: str, url: str, rope: Rope | None = None) -> list[RenderableType]:
     """The launcher's final view of a study: the table (rich), its warnings and skipped arms."""
     records = load_records(study_name, url)
-    table = build_table(records, rope=ROPE if rope is None else rope)
+    table = build_table(records, rope=rope)
     view = Table(title=f"{study_name}: ablation table", caption=table.legend())
     view.add_column("arm")
     for column in table.columns:

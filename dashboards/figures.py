@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 from dashboards.ablation_table import AblationTable
 from dashboards.costs import ArmCost
 from dashboards.records import StudyRecords, arm_of, category_score, seed_of
-from dashboards.verdicts import BETTER, EQUIVALENT, WORSE
+from dashboards.verdicts import BETTER, EQUIVALENT, WORSE, verdict_kind
 from objectives.results import CATEGORIES, OBJECTIVE
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -234,7 +234,10 @@ def forest_plot(table: AblationTable) -> Figure:
                     x=[interval.mean],
                     y=[arm],
                     mode="markers",
-                    marker={"size": 10, "color": VERDICT_COLOR.get(cell.verdict, "#6e7781")},
+                    marker={
+                        "size": 10,
+                        "color": VERDICT_COLOR.get(verdict_kind(cell.verdict), "#6e7781"),
+                    },
                     error_x={
                         "type": "data",
                         "symmetric": False,

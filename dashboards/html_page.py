@@ -20,7 +20,7 @@ from dashboards.costs import ArmCost, PruningSavings
 from dashboards.exports import arm_label, format_cell, seeds_text
 from dashboards.figures import Figure
 from dashboards.records import StudyRecords, arm_of, fail_reason, seed_of
-from dashboards.verdicts import BETTER, EQUIVALENT, WORSE
+from dashboards.verdicts import verdict_kind
 from storage.study_records import Pruned, read_pruned, retried_from
 
 CSS = """
@@ -143,7 +143,7 @@ def _table(table: AblationTable) -> str:
 def _cell(cell: Cell) -> str:
     text = escape(format_cell(cell))
     if cell.verdict:
-        kind = cell.verdict if cell.verdict in (BETTER, WORSE, EQUIVALENT) else "other"
+        kind = verdict_kind(cell.verdict) or "other"
         word = escape(cell.verdict)
         text = text.removesuffix(word) + f'<span class="verdict-{kind}">{word}</span>'
     css = ' class="best"' if cell.best else ""
@@ -165,8 +165,8 @@ def _significance(table: AblationTable) -> str:
             if test is not None:
                 p = test.label() if test.p is None else _p(test.p)
                 note = f"smallest reachable p {test.min_p:.3g}" if test.p is None else ""
-                name, p_holm = "Wilcoxon signed-rank across tasks", _p(cell.tasks_p_holm)
-                rows.append([row.arm, column, name, str(test.n), p, p_holm, note])
+                name = "Wilcoxon signed-rank across tasks (descriptive)"
+                rows.append([row.arm, column, name, str(test.n), p, "not adjusted", note])
     if not rows:
         base = next((r for r in table.rows if r.is_baseline), None)
         why = (
@@ -177,9 +177,11 @@ def _significance(table: AblationTable) -> str:
         return f'<p class="note">No comparison with the baseline: {why}.</p>'
     return (
         "<h3>Tests vs the baseline</h3>"
-        f'<p class="note">Two-sided. Holm adjusts over all {table.tests} tests of the study. The '
-        "Wilcoxon test (as in the paper) runs across the tasks of a column; with k tasks its "
-        "p-value is at least 2 / 2^k, so it is n/a where that cannot reach alpha.</p>"
+        f'<p class="note">Two-sided. Holm adjusts over all {table.tests} interval tests of the '
+        "study. The Wilcoxon test (as in the paper) runs across the tasks of a column and is "
+        "descriptive only: the tasks share the same few models, so they are not independent "
+        "samples, and no verdict uses it; with k tasks its p-value is at least 2 / 2^k, so it is "
+        "n/a where that cannot reach alpha.</p>"
         + _html_table(
             "significance",
             ["arm", "column", "test", "n", "p", "p (Holm)", "verdict / note"],

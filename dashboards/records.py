@@ -69,17 +69,25 @@ class StudyRecords:
         return [t for t in self.by_state(TrialState.COMPLETE, arm) if t.value is not None]
 
     def cells(self, arm: str) -> dict[int | None, FrozenTrial]:
-        """Seed -> the arm's result for that seed: its best COMPLETE trial by objective.
+        """Seed -> the arm's result for that seed: its COMPLETE trial with the best final dev signal.
 
-        A plan's ``search`` section (TPE) runs several trials per arm x seed; the table, the tests
-        and the exports all use this one rule (a retried cell has one COMPLETE trial anyway).
+        A plan's ``search`` section (TPE) runs several trials per arm x seed. Picking the one with
+        the best test objective would report the luckiest draw on the test set (a winner's curse),
+        so the pick uses the last intermediate (dev) value, and the first trial when none has one;
+        the table, the tests and the exports all use this one rule.
         """
         best: dict[int | None, FrozenTrial] = {}
-        for trial in self.complete(arm):
+        for trial in sorted(self.complete(arm), key=lambda t: t.number):
             seed = seed_of(trial)
-            if seed not in best or trial.value > best[seed].value:
+            if seed not in best or _dev(trial) > _dev(best[seed]):
                 best[seed] = trial
         return best
+
+
+def _dev(trial: FrozenTrial) -> float:
+    """The trial's last reported dev signal (-inf without one, so it never wins a tie)."""
+    values = trial.intermediate_values
+    return values[max(values)] if values else float("-inf")
 
 
 def arm_of(trial: FrozenTrial) -> str | None:

@@ -18,12 +18,14 @@ from dashboards.exports import to_csv, to_latex, to_markdown
 from dashboards.figures import cost_figure, forest_plot, importance_figures, intermediate_curves
 from dashboards.html_page import ReportContent, render
 from dashboards.records import StudyRecords, load_records
-from dashboards.verdicts import ALPHA, ROPE
+from dashboards.verdicts import ALPHA, ROPE, Rope, rope_argument
 from objectives.cli import Parser, one_line_errors
 from storage.cli import add_storage_argument
 
 
-def build_report(records: StudyRecords, alpha: float = ALPHA, rope: float = ROPE) -> ReportContent:
+def build_report(
+    records: StudyRecords, alpha: float = ALPHA, rope: Rope | float | None = None
+) -> ReportContent:
     costs = arm_costs(records)
     table = build_table(records, alpha=alpha, rope=rope)
     return ReportContent(
@@ -44,7 +46,7 @@ def write_report(
     storage: str | None = None,
     exports: dict[str, Path] | None = None,
     alpha: float = ALPHA,
-    rope: float = ROPE,
+    rope: Rope | float | None = None,
 ) -> ReportContent:
     """Write the HTML report (and any ``{"markdown"|"csv"|"latex": path}`` exports)."""
     content = build_report(load_records(study, storage), alpha=alpha, rope=rope)
@@ -76,15 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=ALPHA, help="significance level")
     parser.add_argument(
         "--rope",
-        type=float,
-        default=ROPE,
-        help=f"differences inside +-ROPE count as equivalent (default {ROPE})",
+        type=rope_argument,
+        default=Rope(),
+        help=f"differences inside +-ROPE count as equivalent: one value (default {ROPE}) and/or "
+        "one per category, e.g. 0.005,Retrieval=0.01",
     )
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         parser.error(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if args.rope < 0:
-        parser.error(f"--rope must be >= 0, got {args.rope}")
     exports = {k: getattr(args, k) for k in ("markdown", "csv", "latex") if getattr(args, k)}
     if args.export_dir:
         for kind, suffix in (("markdown", ".md"), ("csv", ".csv"), ("latex", ".tex")):

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 import ray
 
+from dashboards.verdicts import rope_argument
 from objectives.cli import EXIT_INTERRUPTED, Parser, one_line_errors
 from objectives.config import EvalConfig
 from objectives.errors import EXIT_INPUT, AblationError
@@ -115,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rope",
-        type=_non_negative_float,
-        help="paired differences inside +-ROPE are 'equivalent' in the final table (default 0.005)",
+        type=rope_argument,
+        help="paired differences inside +-ROPE are 'equivalent' in the final table: one value "
+        "(default 0.005) and/or one per category, e.g. 0.005,Retrieval=0.01",
     )
     parser.add_argument("--address", help="join this Ray cluster (default: a private local one)")
     parser.add_argument("--cpus-per-trial", type=_positive_float, default=1.0)

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dashboards import console_table
+from dashboards.verdicts import Rope
 from search.plans import Plan
 from search.space import Arms, cells
 from storage.study_records import Cell, read_cell, read_node
@@ -224,7 +225,7 @@ def best_so_far(trials: list[FrozenTrial]) -> str | None:
 
 
 def print_table(
-    study_name: str, url: str, console: Console | None = None, rope: float | None = None
+    study_name: str, url: str, console: Console | None = None, rope: Rope | None = None
 ) -> None:
     """The ablation table with a verdict per arm x column (``dashboards``), warnings, skipped arms."""
     console = console or Console()

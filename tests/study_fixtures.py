@@ -125,18 +125,25 @@ def write_study(
 
 
 def add_seeds(
-    study: optuna.Study, arms: tuple[ArmSpec, ...], new: range, seeds: int, shift: float = 0.0
+    study: optuna.Study,
+    arms: tuple[ArmSpec, ...],
+    new: range,
+    seeds: int,
+    shift: float = 0.0,
+    dev_shift: float | None = None,
 ) -> None:
     """Add one trial per arm for each seed in ``new``, as a launch with ``--seeds seeds`` does.
 
-    ``shift`` moves every score of the added trials (a second, worse TPE trial of a cell).
+    ``shift`` moves every test score of the added trials (a second, worse TPE trial of a cell),
+    ``dev_shift`` their dev curve (default: the same as ``shift``).
     """
     rng = random.Random(1234 + new.start + int(shift * 1000))
     start = dt.datetime(2025, 1, 1, 12, 0, 0) + dt.timedelta(minutes=len(study.trials))
     distributions = cell_distributions([a.label for a in arms], seeds)
     for seed in new:
         for arm in arms:
-            study.add_trial(_trial(arm, seed, rng, start, distributions, shift))
+            dev = shift if dev_shift is None else dev_shift
+            study.add_trial(_trial(arm, seed, rng, start, distributions, shift, dev))
             start += dt.timedelta(seconds=60)
 
 
@@ -147,9 +154,10 @@ def _trial(
     start: dt.datetime,
     distributions: dict[str, BaseDistribution],
     shift: float,
+    dev_shift: float = 0.0,
 ) -> FrozenTrial:
     curve = {
-        step: 0.4 + arm.effect + 0.02 * step + rng.gauss(0, 0.003)
+        step: 0.4 + arm.effect + dev_shift + 0.02 * step + rng.gauss(0, 0.003)
         for step in range(0, STEPS + 1, EVAL_EVERY)
     }
     if seed in arm.failed_seeds:

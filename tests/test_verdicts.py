@@ -1,4 +1,5 @@
-"""The verdict statistics: t intervals over few seeds, item variance, the paper's test, Holm, learning."""
+"""The verdict statistics: t intervals over few seeds, item variance, the paper's test, Holm, learning,
+lost seeds and the ROPE per category."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ import pytest
 from scipy import stats
 
 from dashboards.verdicts import (
+    BASELINE_NOT_LEARNED,
     BETTER,
     EQUIVALENT,
     INCONCLUSIVE,
-    NOT_LEARNED,
+    LOST_SEEDS,
+    PRUNED,
     WORSE,
+    Rope,
+    RopeError,
     detectable_effect,
     holm,
     learned,
     paired_interval,
+    parse_rope,
     verdict,
+    verdict_kind,
     wilcoxon_across_tasks,
 )
 
@@ -33,14 +40,25 @@ def test_without_item_evidence_the_interval_is_the_paired_t_interval_over_seeds(
     assert not interval.item_level
 
 
-def test_item_variance_all_seeds_share_widens_the_interval_and_raises_its_df() -> None:
+def test_item_variance_all_seeds_share_widens_the_interval_and_keeps_the_seeds_df() -> None:
     diffs = [0.010, 0.030, 0.020]
     shared = np.random.default_rng(0).normal(0.0, 0.01, 200)  # the same item luck for every seed
     draws = np.stack([d + shared for d in diffs])
     seeds_only, both = paired_interval(diffs, None), paired_interval(diffs, draws)
-    assert both.se > seeds_only.se and both.df > seeds_only.df == 2
+    assert both.se > seeds_only.se
+    # The seed variance has n - 1 df whatever the item part adds (module docstring: Welch's df
+    # let the quantile fall from 12.7 to 2 when the 1-df seed variance came out small).
+    assert both.df == seeds_only.df == 2
     assert both.se == pytest.approx(np.sqrt(np.var(diffs, ddof=1) / 3 + np.var(shared, ddof=1)))
     assert both.item_level
+
+
+def test_equal_seed_differences_without_item_noise_have_no_p_value_and_no_decided_word() -> None:
+    interval = paired_interval([0.02, 0.02], None)
+    assert interval.p is None and interval.low is None and interval.se is None
+    assert verdict(interval, None, 0.005, 0.05) == INCONCLUSIVE
+    identical = paired_interval([0.0, 0.0, 0.0], np.zeros((3, 50)))  # the same model twice
+    assert identical.p is None and verdict(identical, None, 0.005, 0.05) == INCONCLUSIVE
 
 
 def test_item_noise_of_each_trial_alone_is_not_counted_twice() -> None:
@@ -66,12 +84,48 @@ def test_verdict_words_follow_the_interval_the_rope_and_the_adjusted_p() -> None
     assert verdict(down, 0.001, 0.005, 0.05) == WORSE
 
 
-def test_no_verdict_is_decided_when_the_arm_or_its_baseline_did_not_learn() -> None:
+def test_no_verdict_against_a_baseline_that_did_not_learn_and_an_arm_that_alone_did_is_flagged() -> (
+    None
+):
     up = paired_interval([0.050, 0.052, 0.049], None)
+    down = paired_interval([-0.050, -0.052, -0.049], None)
     inside = paired_interval([0.001, -0.001, 0.0005], None)
-    assert verdict(up, 0.001, 0.005, 0.05, both_learned=False) == NOT_LEARNED
-    assert verdict(inside, 0.9, 0.005, 0.05, both_learned=False) == NOT_LEARNED
-    assert NOT_LEARNED == "inconclusive (did not learn)"
+    assert verdict(up, 0.001, 0.005, 0.05, baseline_learned=False) == BASELINE_NOT_LEARNED
+    assert verdict(inside, 0.9, 0.005, 0.05, baseline_learned=False) == BASELINE_NOT_LEARNED
+    assert BASELINE_NOT_LEARNED == "inconclusive (baseline did not learn)"
+    # An arm that alone did not learn keeps its real "worse" (the part may be essential), flagged.
+    flagged = verdict(down, 0.001, 0.005, 0.05, arm_learned=False)
+    assert flagged == "worse (arm did not learn)" and verdict_kind(flagged) == WORSE
+    assert verdict(inside, 0.9, 0.005, 0.05, arm_learned=False) == "equivalent (arm did not learn)"
+
+
+def test_an_arm_with_lost_seeds_is_never_better_or_equivalent_on_its_survivors() -> None:
+    up = paired_interval([0.050, 0.052, 0.049], None)
+    down = paired_interval([-0.050, -0.052, -0.049], None)
+    inside = paired_interval([0.001, -0.001, 0.0005], None)
+    assert verdict(up, 0.001, 0.005, 0.05, arm_lost=True) == LOST_SEEDS
+    assert verdict(up, 0.001, 0.005, 0.05, arm_lost=True, arm_pruned=True) == PRUNED
+    assert verdict(inside, 0.9, 0.005, 0.05, arm_lost=True) == LOST_SEEDS
+    # The survivors are biased upward, so their "worse" stands.
+    assert verdict(down, 0.001, 0.005, 0.05, arm_lost=True, arm_pruned=True) == WORSE
+    # A baseline's lost seeds bias it upward: the arm's "worse" and "equivalent" are withheld.
+    assert verdict(down, 0.001, 0.005, 0.05, baseline_lost=True) == LOST_SEEDS
+    assert verdict(up, 0.001, 0.005, 0.05, baseline_lost=True) == BETTER
+
+
+def test_the_rope_is_read_per_category_and_bad_values_name_the_fix() -> None:
+    rope = parse_rope("0.01,Retrieval=0.02")
+    assert rope == Rope(0.01, {"Retrieval": 0.02})
+    categories = {"SciFact": "Retrieval", "SICK-R": "STS"}
+    assert rope.for_column("SciFact", categories) == 0.02
+    assert rope.for_column("Retrieval", categories) == 0.02
+    assert rope.for_column("SICK-R", categories) == 0.01
+    assert rope.for_column("average", categories) == 0.01
+    assert parse_rope("0.003") == Rope(0.003)
+    with pytest.raises(RopeError, match="unknown category 'Speed'"):
+        parse_rope("Speed=0.1")
+    with pytest.raises(RopeError, match=">= 0"):
+        parse_rope("-0.1")
 
 
 def test_wilcoxon_is_na_where_k_tasks_cannot_reach_alpha_and_names_the_smallest_p() -> None:
@@ -95,9 +149,13 @@ def test_the_detectable_effect_shrinks_with_more_seeds() -> None:
     assert detectable_effect(two, 5) > detectable_effect(five, 5) > 0
 
 
-def test_an_arm_whose_dev_signal_stays_at_its_step_0_level_did_not_learn() -> None:
-    assert not learned([0.30, 0.32, 0.31], [0.305, 0.33, 0.31])
-    assert learned([0.30, 0.32, 0.31], [0.45, 0.47, 0.44])
+def test_learning_is_a_one_sided_test_of_the_per_seed_gains() -> None:
+    assert learned([0.30, 0.32, 0.31], [0.305, 0.33, 0.31]) is False  # gains within their noise
+    assert learned([0.30, 0.32, 0.31], [0.45, 0.47, 0.44]) is True
+    # A deterministic step 0 no longer collapses the test to the ROPE: the gains' own spread counts.
+    assert learned([0.30, 0.30], [0.31, 0.36]) is False  # gains 0.01, 0.06: t_1 cannot tell
+    assert learned([0.30, 0.30, 0.30], [0.34, 0.35, 0.36]) is True
+    assert learned([0.30], [0.60]) is None  # one seed cannot be tested
 
 
 def test_the_calibration_benchmark_offline_without_tasks_stops_in_one_line_naming_the_fix(
