@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytrec_eval
-from scipy.stats import entropy, rankdata
+from scipy.stats import rankdata
 
 STS, RETRIEVAL, CLASSIFICATION, CLUSTERING = "STS", "Retrieval", "Classification", "Clustering"
 NDCG = "ndcg_cut_10"
@@ -186,7 +186,8 @@ def _v_measure_resampled(arrays: dict[str, np.ndarray], draws: np.ndarray) -> np
 
     Per experiment, the weighted (cluster, label) contingency table is a product with the one-hot
     matrix of the cells that occur; homogeneity and completeness follow from its entropies
-    (scipy.stats.entropy) as in sklearn's v_measure_score.
+    as in sklearn's v_measure_score (``_entropy``: scipy.stats.entropy's per-call checks cost more
+    than the arithmetic on these small tables, which a report repeats thousands of times).
     """
     labels, drawn, assigned = arrays["labels"], arrays["drawn"], arrays["assigned"]
     counts = np.zeros((len(draws), len(labels)))
@@ -197,15 +198,23 @@ def _v_measure_resampled(arrays: dict[str, np.ndarray], draws: np.ndarray) -> np
             np.stack([clusters, labels[positions]], axis=1), axis=0, return_inverse=True
         )
         joint = counts[:, positions] @ _onehot(cell.reshape(-1), len(pairs))
-        h_joint = entropy(joint, axis=1)
-        h_cluster = entropy(joint @ _onehot(np.unique(pairs[:, 0], return_inverse=True)[1]), axis=1)
-        h_label = entropy(joint @ _onehot(np.unique(pairs[:, 1], return_inverse=True)[1]), axis=1)
+        h_joint = _entropy(joint)
+        h_cluster = _entropy(joint @ _onehot(np.unique(pairs[:, 0], return_inverse=True)[1]))
+        h_label = _entropy(joint @ _onehot(np.unique(pairs[:, 1], return_inverse=True)[1]))
         with np.errstate(invalid="ignore", divide="ignore"):
             homogeneity = np.where(h_label > 0, 1 - (h_joint - h_cluster) / h_label, 1.0)
             completeness = np.where(h_cluster > 0, 1 - (h_joint - h_label) / h_cluster, 1.0)
             total = homogeneity + completeness
             scores += np.where(total > 0, 2 * homogeneity * completeness / total, 0.0)
     return scores / len(drawn)
+
+
+def _entropy(counts: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of each row of non-negative counts; an all-zero row has 0."""
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(totals > 0, counts / totals, 0.0)
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
 
 
 def _onehot(index: np.ndarray, width: int | None = None) -> np.ndarray:
