@@ -20,6 +20,7 @@ run; only when nothing maps is it an error (one ``PlanError`` line). This module
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -204,7 +205,14 @@ class _Para:
     lines: list[str]
 
 
-_Block = _Heading | _List | _Para
+@dataclass
+class _Records:
+    """AblationBench JSON lines in a fenced code block of the document."""
+
+    records: list[AblationRecord]
+
+
+_Block = _Heading | _List | _Para | _Records
 _MARKDOWN = MarkdownIt("commonmark")
 _HEADING_TAGS = {f"h{n}": n for n in range(1, 7)}
 _PLAN_HEADING = re.compile(r"\bablations? (?:study )?plans?\b|\bplanned ablations\b")
@@ -214,23 +222,23 @@ def records_of_document(text: str, where: str = "planner document") -> list[Abla
     """The ablations of a planner document: the sections under its "Ablation Plan" heading (or,
     when it has none, every section that has the fields), as written."""
     blocks = list(_blocks(_repair(text)))
+    fenced = [r for b in blocks if isinstance(b, _Records) for r in b.records]
     start = next(
         (i for i, b in enumerate(blocks) if isinstance(b, _Heading) and _is_plan_heading(b)), None
     )
     if start is None:
-        body, level = blocks, 0
+        records = list(_sections(blocks))
     else:
         level = blocks[start].level  # type: ignore[union-attr]
-        end = next(
-            (
-                i
-                for i in range(start + 1, len(blocks))
-                if isinstance(blocks[i], _Heading) and blocks[i].level <= level  # type: ignore[union-attr]
-            ),
-            len(blocks),
+        ends = (
+            i
+            for i in range(start + 1, len(blocks))
+            if isinstance(blocks[i], _Heading) and blocks[i].level <= level  # type: ignore[union-attr]
         )
-        body = blocks[start + 1 : end]
-    records = list(_sections(body))
+        records = list(_sections(blocks[start + 1 : next(ends, len(blocks))]))
+        # sections at the plan heading's own level ("## Ablation Plan", "## 1. Layers") follow it
+        records = records or list(_sections(blocks[start + 1 :]))
+    records += fenced
     if not records:
         if start is None:
             raise PlanError(
@@ -286,6 +294,9 @@ def _node_blocks(nodes: list[SyntaxTreeNode], depth: int) -> Iterator[_Block]:
             yield from _node_blocks(node.children, depth)
         elif node.type == "html_block" and depth < 3:
             yield from _html_blocks(node.content, depth)
+        elif node.type == "fence" and '"ablated_part"' in node.content:
+            with contextlib.suppress(PlanError):  # not JSON lines after all: a code block
+                yield _Records(records_of_jsonl(node.content, "a fenced block"))
 
 
 def _item(node: SyntaxTreeNode) -> _Item:
@@ -314,8 +325,8 @@ def _inline_lines(inline: SyntaxTreeNode) -> list[str]:
 
 
 def _title(text: str) -> str:
-    """A heading's words: emoji and other symbols before the first word dropped."""
-    return re.sub(r"^[^\w(]+", "", text).strip()
+    """A heading's words: emoji, symbols and a number ("1.", "2)") before the first word dropped."""
+    return re.sub(r"^(?:[^\w(]+|\d+[.)](?=\s))+", "", text).strip()
 
 
 class _HtmlText(HTMLParser):

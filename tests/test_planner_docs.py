@@ -407,6 +407,23 @@ def test_markdown_headings_plain_fields_and_numbered_ablations() -> None:
     assert weights.plan.metrics == ("Clustering",)
 
 
+def test_sections_at_the_plan_headings_level_and_json_lines_in_a_fence() -> None:
+    record = {"name": "Mask", "ablated_part": "attention mask", "action": "REPLACE"}
+    record |= {"replacement": ["causal attention"], "metrics": ["STS"]}
+    text = (
+        "## Ablation Plan\n\n## 1. Depth\n- **Ablated Part**: number of layers\n"
+        "- **Action**: REPLACE\n- **Replacement**: 2, 4\n\n"
+        f"## Predictions\n```jsonl\n{json.dumps(record)}\n```\n"
+    )
+    depth, mask = parse_plan_document(text).studies
+    assert (depth.plan.name, _arms(depth.plan)) == ("depth", ["top 2", "top 4", "all"])
+    assert (mask.plan.name, _arms(mask.plan), mask.plan.baseline) == (
+        "mask",
+        ["causal", "bidirectional"],
+        "bidirectional",
+    )
+
+
 def test_jsonl_plans_are_records_one_per_line(tmp_path: Path) -> None:
     records = [
         {
