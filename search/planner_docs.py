@@ -127,8 +127,7 @@ def read_plan_document(path: str | Path, section: str | None = None) -> PlanDocu
     except UnicodeDecodeError:
         text = raw.decode("cp1252", errors="replace")
     jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
-    document = parse_plan_document(text, where=str(path), jsonl=jsonl, section=section)
-    return document
+    return parse_plan_document(text, where=str(path), jsonl=jsonl, section=section)
 
 
 def parse_plan_document(
