@@ -101,14 +101,20 @@ class PlanDocument:
     where: str
     studies: tuple[DocumentStudy, ...]
     skipped: tuple[Skipped, ...] = ()
+    sections: int = 0  # of the whole document, when ``studies`` is the one --section picked
 
     def plans(self) -> list[Plan]:
         return [study.plan for study in self.studies]
 
     def summary(self) -> list[str]:
         """What a launch prints first: how many sections map, then each skipped one and each note."""
-        total = len(self.studies) + len(self.skipped)
-        lines = [f"plan {self.where}: {len(self.studies)} of {total} sections map to studies"]
+        if self.sections:
+            (study,) = self.studies
+            title = study.plan.description
+            lines = [f"plan {self.where}: section '{title}' of {self.sections}"]
+        else:
+            total = len(self.studies) + len(self.skipped)
+            lines = [f"plan {self.where}: {len(self.studies)} of {total} sections map to studies"]
         lines += [f"  {skip.line()}" for skip in self.skipped]
         for study in self.studies:
             lines += [f"  section '{study.plan.description}': {note}" for note in study.notes]
@@ -168,7 +174,8 @@ def _pick(document: PlanDocument, section: str) -> PlanDocument:
     wanted = section.strip().lower()
     for study in document.studies:
         if wanted in (study.plan.description.lower(), study.plan.name):
-            return PlanDocument(document.where, (study,))
+            total = len(document.studies) + len(document.skipped)
+            return PlanDocument(document.where, (study,), sections=total)
     for skip in document.skipped:
         if wanted in (skip.title.lower(), _slug(skip.title)):
             raise PlanError(f"{document.where}: section '{skip.title}' is skipped: {skip.reason}")

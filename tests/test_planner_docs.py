@@ -189,6 +189,7 @@ def test_a_verbatim_section_runs_end_to_end_and_scores_a_new_task(
         assert set(result.config["eval"]["tasks"]) == {"MySICK"}
         assert trial.value == pytest.approx(result.task_scores["MySICK"])  # STS only
     out = capsys.readouterr().out
+    assert f"{VERBATIM[1]}: section '{section}' of 2" in out
     assert "W on (baseline" in out and "arm 'W off' <- 'REMOVE The trainable layer" in out
 
 
