@@ -88,7 +88,8 @@ class PoolingConfig:
     layers: str | tuple[int, ...] = field(
         default="all",
         metadata=_doc(
-            "multi_layer only: all, first_third, middle_third, last_third, top_k:K or 1-based ids"
+            "multi_layer only: all, first_third, middle_third, last_third, top_k:K, first_k:K, "
+            "middle_k:K or 1-based ids ('1,5,9', '10-20')"
         ),
     )
     layer_summary: LayerSummary | None = field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from objectives.config import ConfigError
 
-RULES = ("all", "first_third", "middle_third", "last_third", "top_k:K")
+RULES = ("all", "first_third", "middle_third", "last_third", "top_k:K", "first_k:K", "middle_k:K")
 _THIRDS = {"first_third": 0, "middle_third": 1, "last_third": 2}
 
 
@@ -18,8 +18,10 @@ def resolve_layers(rule: str | tuple[int, ...], num_layers: int) -> tuple[int, .
     """The 1-based transformer layers (1..num_layers) that ``rule`` selects, in increasing order.
 
     Thirds split 1..L into three contiguous parts whose sizes differ by at most one, the earlier
-    parts taking the extra layers (L=7 -> 1-3, 4-5, 6-7); ``top_k:K`` is L-K+1..L. An explicit
-    tuple or a string like ``"1,2,5"`` is taken as given.
+    parts taking the extra layers (L=7 -> 1-3, 4-5, 6-7); ``top_k:K`` is L-K+1..L, ``first_k:K``
+    1..K and ``middle_k:K`` the window of K layers around the middle, any odd layer out above it
+    (L=30, K=4 -> 14-17). An explicit tuple or a string like ``"1,2,5"`` or ``"10-20"`` is taken as
+    given.
     """
     if num_layers < 1:
         raise ConfigError(f"the backbone has {num_layers} layers; multi-layer pooling needs >= 1")
@@ -29,8 +31,9 @@ def resolve_layers(rule: str | tuple[int, ...], num_layers: int) -> tuple[int, .
             return tuple(range(1, num_layers + 1))
         if name in _THIRDS:
             return _third(_THIRDS[name], num_layers)
-        if name.startswith("top_k:"):
-            return _top_k(name.removeprefix("top_k:"), num_layers)
+        for prefix in _WINDOWS:
+            if name.startswith(prefix):
+                return _window(prefix, name.removeprefix(prefix), num_layers)
         layers = _parse_list(rule)
     else:
         layers = tuple(rule)
@@ -48,27 +51,40 @@ def _third(part: int, num_layers: int) -> tuple[int, ...]:
     return tuple(range(start, start + sizes[part]))
 
 
-def _top_k(text: str, num_layers: int) -> tuple[int, ...]:
+# The first layer of a K-layer window on L layers, by rule prefix.
+_WINDOWS = {
+    "top_k:": lambda k, n: n - k + 1,
+    "first_k:": lambda k, n: 1,
+    "middle_k:": lambda k, n: (n - k) // 2 + 1,
+}
+
+
+def _window(prefix: str, text: str, num_layers: int) -> tuple[int, ...]:
     try:
         k = int(text)
     except ValueError:
-        raise ConfigError(f"'top_k:{text}': K must be an integer, e.g. top_k:4") from None
+        raise ConfigError(f"'{prefix}{text}': K must be an integer, e.g. {prefix}4") from None
     if not 1 <= k <= num_layers:
         raise ConfigError(
-            f"top_k:{k} needs {k} layers but the backbone has {num_layers}; "
+            f"{prefix}{k} needs {k} layers but the backbone has {num_layers}; "
             f"choose 1 <= K <= {num_layers}"
         )
-    return tuple(range(num_layers - k + 1, num_layers + 1))
+    start = _WINDOWS[prefix](k, num_layers)
+    return tuple(range(start, start + k))
 
 
 def _parse_list(text: str) -> tuple[int, ...]:
-    parts = [p for p in text.replace(",", " ").split() if p]
+    layers: list[int] = []
     try:
-        return tuple(int(p) for p in parts)
+        for part in text.replace(",", " ").split():
+            low, dash, high = part.partition("-")
+            layers.extend(range(int(low), int(high) + 1) if dash else [int(part)])
     except ValueError:
         raise ConfigError(
-            f"unknown layer rule {text!r}; use one of {list(RULES)} or layer numbers like '1,2,5'"
+            f"unknown layer rule {text!r}; use one of {list(RULES)} or layer numbers like "
+            "'1,2,5' or '10-20'"
         ) from None
+    return tuple(layers)
 
 
 def _check_explicit(layers: tuple[int, ...], num_layers: int) -> tuple[int, ...]:

@@ -11,9 +11,11 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import dataclass, replace
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
 import ray
@@ -23,11 +25,11 @@ from objectives.cli import EXIT_INTERRUPTED, Parser, one_line_errors
 from objectives.config import EvalConfig
 from objectives.errors import EXIT_INPUT, AblationError
 from objectives.presets import PRESETS
-from objectives.task_folders import resolve_tasks_dir
-from objectives.tasks import load_tasks, task_category
+from objectives.task_folders import TASKS_DIR_ENV, resolve_tasks_dir
+from objectives.tasks import hub_offline, load_tasks, task_category
 from objectives.variants import VARIANTS
 from search import runner, scheduler, space
-from search.planner_docs import read_planner_doc
+from search.planner_docs import PlanDocument, read_plan_document
 from search.plans import STUDIES, Plan, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageSettings, open_storage, redact, resolve_url
@@ -55,10 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--study", help="a shipped study (listed below)")
     which.add_argument(
         "--plan",
-        help="a plan file: YAML or TOML (examples/plan.yaml), or a planner document in Markdown "
-        "(examples/planner-doc.md), each of its sections a study",
+        help="a plan file: YAML or TOML (examples/plan.yaml), AblationBench JSON lines (.jsonl, "
+        "one ablation per line), or a planner document as planners write it (Markdown, HTML "
+        "around it, any other suffix; examples/planner-doc.md), each of its sections a study",
     )
-    parser.add_argument("--section", help="run only this section (title) of a planner document")
+    parser.add_argument(
+        "--section", help="run only this section (title) of a planner document or JSONL plan"
+    )
     add_storage_argument(parser)
     parser.add_argument("--study-name", help="study name in the storage (default: see --dry-run)")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="size preset")
@@ -153,49 +158,66 @@ class Launch:
     name: str
     url: str
     storage_settings: StorageSettings
+    phrases: dict[str, str] = field(default_factory=dict)  # arm label -> the planner's phrase
 
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    launches = _validate_all(args)
+    launches, document = _validate_all(args)
+    if document is not None:
+        print("\n".join(document.summary()), flush=True)
     if args.dry_run:
         for number, launch in enumerate(launches, start=1):
             _describe(launch, number, len(launches))
         return 0
     storage = open_storage(launches[0].url, launches[0].storage_settings)
-    return _run_all(launches, storage)
+    code = _run_all(launches, storage)
+    if document is not None and document.skipped:  # again, after the tables scrolled it away
+        print("\n".join(skip.line() for skip in document.skipped))
+    return code
 
 
-def _validate_all(args: argparse.Namespace) -> list[Launch]:
+def _validate_all(args: argparse.Namespace) -> tuple[list[Launch], PlanDocument | None]:
     """Every study of the launch, all checked before the first one writes anything."""
-    plans = _plans(args)
+    plans, document = _plans(args)
     if args.study_name and len(plans) > 1:
         raise LaunchError(
             f"--study-name names one study but {args.plan} has {len(plans)} sections; "
             "add --section TITLE"
         )
+    phrases = {s.plan.name: s.phrases for s in document.studies} if document else {}
     scored: dict[EvalConfig, dict[str, str]] = {}
-    return [_validate(args, plan, scored) for plan in plans]
+    launches = [
+        replace(_validate(args, plan, scored), phrases=phrases.get(plan.name, {})) for plan in plans
+    ]
+    return launches, document
 
 
-def _plans(args: argparse.Namespace) -> list[Plan]:
-    """The shipped study, the plan file, or the sections of a planner document (.md)."""
-    planner_doc = bool(args.plan) and args.plan.lower().endswith((".md", ".markdown"))
-    if args.section and not planner_doc:
-        raise LaunchError("--section picks a section of a planner document (--plan FILE.md)")
-    if planner_doc:
-        plans = read_planner_doc(args.plan, args.section)
+def _plans(args: argparse.Namespace) -> tuple[list[Plan], PlanDocument | None]:
+    """The shipped study, a plan file (YAML, TOML), or the sections of a plan document: JSON
+    lines (.jsonl) or a planner document (any other suffix: Markdown, HTML around it, text)."""
+    plan_file = args.plan and Path(args.plan).suffix.lower() in (".yaml", ".yml", ".toml")
+    document = None
+    if args.section and (not args.plan or plan_file):
+        raise LaunchError(
+            "--section picks a section of a planner document or JSONL plan (--plan FILE)"
+        )
+    if args.plan and not plan_file:
+        document = read_plan_document(args.plan, args.section)
+        plans = document.plans()
     else:
         plans = [load_plan(args.plan) if args.plan else get_plan(args.study)]
     chosen = {"seeds": args.seeds, "objective": args.objective}
-    return [replace(p, **{k: v for k, v in chosen.items() if v}) for p in plans]
+    return [replace(p, **{k: v for k, v in chosen.items() if v}) for p in plans], document
 
 
 def _validate(
     args: argparse.Namespace, plan: Plan, scored: dict[EvalConfig, dict[str, str]]
 ) -> Launch:
     tasks_dir = resolve_tasks_dir(args.tasks_dir)
+    if tasks_dir is None:
+        _require_hub()
     changes = [_parse_set(item) for item in args.changes]
     if args.tasks:
         changes.append(("eval.tasks", args.tasks))
@@ -232,7 +254,7 @@ def _describe(launch: Launch, number: int, total: int) -> None:
     print(
         f"[{number}/{total}] {launch.plan.description}: {len(launch.arms.labels)} arms ({labels})"
     )
-    describe_plan(launch.plan, launch.arms, launch.name)
+    describe_plan(launch.plan, launch.arms, launch.name, phrases=launch.phrases)
 
 
 def _run_all(launches: list[Launch], storage: optuna.storages.RDBStorage) -> int:
@@ -251,7 +273,7 @@ def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     plan, arms = launch.plan, launch.arms
     study = space.prepare_study(storage, launch.name, plan, arms, launch.settings)
     added = space.enqueue_missing(study, plan, arms)
-    describe_plan(plan, arms, launch.name)
+    describe_plan(plan, arms, launch.name, phrases=launch.phrases)
     print(f"storage {redact(launch.url)}: {len(added)} trials queued now", flush=True)
     code = 0
     if study.get_trials(deepcopy=False, states=space.PENDING):  # no Ray when all is done
@@ -339,6 +361,43 @@ def _start_ray(address: str | None) -> bool:
             "`ray start --head` or fix --address (leave it out for a private local Ray)"
         ) from None
     return True
+
+
+def _require_hub(timeout: float = 3.0) -> None:
+    """Without a tasks directory the tasks come from the MTEB hub: when it is off limits or cannot
+    be reached in seconds, say so in one line (the hub client itself retries for half a minute)."""
+    fix = f"pass --tasks-dir DIR (task folders in the layout of shared/data) or set {TASKS_DIR_ENV}"
+    if hub_offline():
+        raise LaunchError(f"offline (HF_HUB_OFFLINE is set) and no task data: {fix}")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    target = urlsplit(proxy or endpoint)
+    host = target.hostname or "huggingface.co"
+    port = target.port or (80 if target.scheme == "http" else 443)
+    failed = _connect_error(host, port, timeout)
+    if failed:
+        raise LaunchError(
+            f"offline: the MTEB hub ({host}:{port}) cannot be reached ({failed}) and there is no "
+            f"task data: {fix}"
+        )
+
+
+def _connect_error(host: str, port: int, timeout: float) -> str | None:
+    """Why a TCP connection to ``host:port`` fails within ``timeout`` seconds (name lookup
+    included, which a socket timeout does not bound); ``None`` when it succeeds."""
+    errors: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            errors.append(None)
+        except OSError as exc:
+            errors.append(str(exc) or type(exc).__name__)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return errors[0] if errors else f"no answer in {timeout:g} s"
 
 
 def _probe_ray(address: str, timeout: float = 5.0) -> None:

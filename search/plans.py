@@ -24,6 +24,24 @@ from objectives.errors import AblationError
 from objectives.results import CATEGORIES, OBJECTIVE
 from objectives.variants import VARIANTS
 
+__all__ = [
+    "STUDIES",
+    "Action",
+    "Arm",
+    "Plan",
+    "PlanError",
+    "Tunable",
+    "attention_arm",
+    "get_plan",
+    "layer_weight_arms",
+    "layers_arm",
+    "load_plan",
+    "objective_value",
+    "plan_from_dict",
+    "variant_arm",
+    "width_arm",
+]
+
 Action = Literal["replace", "remove"]
 
 
@@ -171,6 +189,33 @@ def objective_value(
 _POOL = "model.pooling."
 
 
+def layers_arm(label: str, rule: str) -> Arm:
+    """An arm feeding multi-layers pooling the layers of ``rule`` (objectives/layers.py)."""
+    return Arm(label, {_POOL + "layers": rule})
+
+
+def width_arm(heads: int, head_dim: int) -> Arm:
+    """An arm whose pooling cross-attention has ``heads`` heads of ``head_dim`` channels each."""
+    return Arm(f"{heads}x{head_dim}", {_POOL + "heads": heads, _POOL + "head_dim": head_dim})
+
+
+def variant_arm(name: str) -> Arm:
+    """An arm that is paper variant ``name`` (model1..model5)."""
+    return Arm(name, dict(VARIANTS[name]))
+
+
+def attention_arm(mode: str) -> Arm:
+    """An arm that only sets the backbone's self-attention: ``causal`` or ``bidirectional``."""
+    return Arm(mode, {"model.attention": mode})
+
+
+def layer_weight_arms() -> tuple[Arm, Arm]:
+    """With and without the trainable layer-weight matrix W (the removal study's arms)."""
+    return Arm("W on", {_POOL + "layer_weights": True}), Arm(
+        "W off", {_POOL + "layer_weights": False}
+    )
+
+
 def _layer_selection_plan(name: str, description: str, rules: dict[str, str]) -> Plan:
     """A study of which layers feed multi-layers pooling: each rule as an arm, against all layers."""
     return Plan(
@@ -178,9 +223,7 @@ def _layer_selection_plan(name: str, description: str, rules: dict[str, str]) ->
         description=description,
         ablated="layers fed to multi-layers pooling",
         action="replace",
-        arms=tuple(
-            Arm(label, {_POOL + "layers": rule}) for label, rule in {**rules, "all": "all"}.items()
-        ),
+        arms=tuple(layers_arm(label, rule) for label, rule in {**rules, "all": "all"}.items()),
         baseline="all",
     )
 
@@ -193,7 +236,7 @@ STUDIES: dict[str, Plan] = {
             description="the paper's main table: the five pooling x attention variants",
             ablated="pooling x attention",
             action="replace",
-            arms=tuple(Arm(name, dict(VARIANTS[name])) for name in sorted(VARIANTS)),
+            arms=tuple(variant_arm(name) for name in sorted(VARIANTS)),
             baseline="model5",
         ),
         _layer_selection_plan(
@@ -215,10 +258,7 @@ STUDIES: dict[str, Plan] = {
             description="cross-attention heads x head width of the pooling head",
             ablated="cross-attention heads x head width",
             action="replace",
-            arms=tuple(
-                Arm(f"{h}x{w}", {_POOL + "heads": h, _POOL + "head_dim": w})
-                for h, w in ((8, 512), (16, 1024), (32, 2048), (64, 4096))
-            ),
+            arms=tuple(width_arm(h, w) for h, w in ((8, 512), (16, 1024), (32, 2048), (64, 4096))),
             baseline="32x2048",
         ),
         Plan(
@@ -226,10 +266,7 @@ STUDIES: dict[str, Plan] = {
             description="removing the trainable layer-weight matrix W",
             ablated="trainable layer-weight matrix W",
             action="remove",
-            arms=(
-                Arm("W on", {_POOL + "layer_weights": True}),
-                Arm("W off", {_POOL + "layer_weights": False}),
-            ),
+            arms=layer_weight_arms(),
             baseline="W on",
         ),
     )

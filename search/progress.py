@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -34,8 +35,16 @@ LOG_REFRESH = 30.0
 NODE_CHARS = 8  # a Ray node id is 56 hex digits; its head tells the nodes of a cluster apart
 
 
-def describe_plan(plan: Plan, arms: Arms, study_name: str, out: TextIO | None = None) -> None:
-    """The arms x seeds that a launch runs, and the arms it skips with their reasons."""
+def describe_plan(
+    plan: Plan,
+    arms: Arms,
+    study_name: str,
+    out: TextIO | None = None,
+    phrases: Mapping[str, str] | None = None,
+) -> None:
+    """The arms x seeds that a launch runs, and the arms it skips with their reasons; with
+    ``phrases`` (arm label -> a planner's words; '' for an arm the planner did not list) each arm
+    says which phrase it was read from."""
     out = out or sys.stdout
     seeds = plan.seed_values()
     print(
@@ -46,8 +55,11 @@ def describe_plan(plan: Plan, arms: Arms, study_name: str, out: TextIO | None = 
     )
     for label in arms.labels:
         mark = " (baseline)" if label == plan.baseline else ""
+        source = f" <- {phrases[label]!r}" if phrases and phrases.get(label) else ""
+        if phrases is not None and label in phrases and not phrases[label]:
+            mark = f"{mark[:-1]}, added: the current method)" if mark else " (added)"
         overrides = ", ".join(f"{k}={v}" for k, v in plan.arm(label).overrides.items())
-        print(f"  arm {label!r}{mark}: {overrides or 'no change'}; seeds {seeds}", file=out)
+        print(f"  arm {label!r}{mark}{source}: {overrides or 'no change'}; seeds {seeds}", file=out)
     for skip in arms.skipped:
         print(f"  skipped arm {skip['arm']!r}: {skip['reason']}", file=out)
     total = len(cells(plan, arms)) * plan.trials_per_cell

@@ -41,6 +41,15 @@ def test_all_top_k_and_explicit() -> None:
     assert resolve_layers((6, 2), 6) == (2, 6)
 
 
+def test_first_k_middle_k_and_ranges() -> None:
+    assert resolve_layers("first_k:4", 30) == (1, 2, 3, 4)
+    assert resolve_layers("middle_k:4", 30) == (14, 15, 16, 17)  # 13 layers below, 13 above
+    assert resolve_layers("middle_k:5", 30) == (13, 14, 15, 16, 17)  # the odd one out above
+    assert resolve_layers("middle_k:6", 6) == resolve_layers("all", 6)
+    assert resolve_layers("10-20", 30) == tuple(range(10, 21))
+    assert resolve_layers("1-3, 9", 30) == (1, 2, 3, 9)
+
+
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
@@ -50,6 +59,9 @@ def test_all_top_k_and_explicit() -> None:
         ("1,9", "the backbone has 6 layers"),
         ((), "the backbone has 6 layers"),
         ("top_k:0", "the backbone has 6"),
+        ("first_k:8", "first_k:8 needs 8 layers but the backbone has 6"),
+        ("middle_k:7", "middle_k:7 needs 7 layers"),
+        ("4-9", "layers [7, 8, 9] do not exist"),
     ],
 )
 def test_impossible_selection_names_the_layer_count(rule: str | tuple, expected: str) -> None:
