@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
@@ -24,12 +25,14 @@ from dashboards.provenance import study_provenance
 from dashboards.records import StudyRecords, category_score, seed_of, task_scores
 from dashboards.verdicts import (
     ALPHA,
+    ARM_NOT_LEARNED,
     BASELINE_NOT_LEARNED,
     DID_NOT_LEARN,
     LOST_SEEDS,
     METHOD,
     POPULATION,
     PRUNED,
+    THESE_ITEMS,
     Interval,
     Rope,
     TaskTest,
@@ -149,16 +152,18 @@ class AblationTable:
         return (
             f"mean ± sample std over the seeds complete for both the arm and the {base} (one trial "
             f"per arm x seed: the one with the best final dev signal; pruned trials never count); "
-            f"Δ [95% interval]: {METHOD}{basis}; verdict: equivalent (interval inside the ROPE "
-            f"{self.ropes.describe()}), better/worse (interval excludes 0, Holm-adjusted p < "
-            f"{self.alpha} over all {self.tests} interval tests of the study), else inconclusive; "
-            f"an arm with pruned or failed seeds is never better or equivalent on the seeds left "
-            f"('{PRUNED}', '{LOST_SEEDS}'); '{DID_NOT_LEARN}': the per-seed rise of the dev signal "
-            f"since step 0 is not above 0 (one-sided t test, alpha {self.alpha}); "
-            f"'{BASELINE_NOT_LEARNED}': no verdict against a baseline that did not learn; a word "
-            f"followed by '(arm did not learn)' stands but the arm's head was not improved by "
-            f"training; the paper's Wilcoxon signed-rank across a column's tasks is descriptive "
-            f"only (the tasks share the same models) and decides nothing; {POPULATION}"
+            f"Δ [95% interval]: {METHOD}{basis}; verdict: better/worse (Holm-adjusted p < {self.alpha} "
+            f"over all {self.tests} difference tests of the study), equivalent (two one-sided "
+            f"tests against the ROPE {self.ropes.describe()}, Holm-adjusted over the study), else "
+            f"inconclusive; an arm with pruned or failed seeds is never better or equivalent on the "
+            f"seeds left ('{PRUNED}', '{LOST_SEEDS}'); '{DID_NOT_LEARN}': the per-seed rise of "
+            f"the dev signal since step 0 is not shown above 0 (one-sided t test, alpha "
+            f"{self.alpha}); '{BASELINE_NOT_LEARNED}': no verdict against such a baseline; "
+            f"'({ARM_NOT_LEARNED})' after a word: it stands, but training did not visibly improve "
+            f"the arm; '({THESE_ITEMS})': a task of the column stored no item evidence, so the "
+            f"claim does not extend to new test items; the paper's Wilcoxon signed-rank across a "
+            f"column's tasks is descriptive only (the tasks share the same models) and decides "
+            f"nothing; {POPULATION}"
         )
 
 
@@ -223,14 +228,15 @@ def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
 def _learning_warnings(
     rows: list[ArmRow], chosen: dict[str, dict[object, FrozenTrial]]
 ) -> list[str]:
-    """Name the arms that did not learn, with advice only as far as their dev curves support it."""
+    """Name the arms not shown to learn, with advice only as far as their dev curves support it."""
     stuck = [r for r in rows if r.learned is False]
     if not stuck:
         return []
     names = ", ".join(f"'{r.arm}'" for r in stuck)
     rising = [r for r in stuck if r.still_rising]
     text = (
-        f"{names} did not learn (the dev signal's rise since step 0 is not above 0 over the seeds)"
+        f"{names} not shown to learn (the dev signal's rise since step 0 is not shown above 0 "
+        "over the seeds)"
     )
     if any(r.is_baseline for r in stuck):
         text += f", so no arm is compared with the baseline ('{BASELINE_NOT_LEARNED}')"
@@ -315,11 +321,12 @@ class _Resampler:
             self._evidence[trial.number] = read_evidence(trial)
         return self._evidence[trial.number]
 
-    def column(self, pair: tuple[FrozenTrial, FrozenTrial], column: str) -> np.ndarray | None:
+    def column(self, pair: tuple[FrozenTrial, FrozenTrial], column: str) -> _Replicates | None:
         """Resampled (arm - baseline) on ``column``; ``None`` when no task of it has evidence.
 
         A task without matching evidence in both trials (none stored, or other test items)
-        contributes its fixed difference, so the column keeps only the item noise it can measure.
+        contributes its fixed difference, so the column keeps only the item noise it can measure
+        and is marked incomplete (its claim covers these test items only).
         """
         arm, base = pair
         ev_arm, ev_base = self.evidence(arm), self.evidence(base)
@@ -338,13 +345,16 @@ class _Resampler:
                 diffs[task] = scores_arm[task] - scores_base[task]
         if not resampled:
             return None
+        items = min(ev_arm[task].n_items for task in resampled)
         if column != OBJECTIVE:
-            return np.broadcast_to(_mean(diffs.values()), (BOOTSTRAP_DRAWS,))
+            draws = np.broadcast_to(_mean(diffs.values()), (BOOTSTRAP_DRAWS,))
+            return _Replicates(draws, len(resampled) == len(diffs), items)
         by_category: dict[str, list[np.ndarray | float]] = {}
         for task, diff in diffs.items():
             by_category.setdefault(self.categories[task], []).append(diff)
         means = [_mean(parts) for parts in by_category.values()]
-        return np.broadcast_to(_mean(means), (BOOTSTRAP_DRAWS,))
+        draws = np.broadcast_to(_mean(means), (BOOTSTRAP_DRAWS,))
+        return _Replicates(draws, len(resampled) == len(diffs), items)
 
     def _task(self, trial: FrozenTrial, task: str, evidence: TaskEvidence) -> np.ndarray:
         key = (trial.number, task)
@@ -359,6 +369,15 @@ class _Resampler:
             n = evidence.n_items
             self._draws[key] = rng.integers(0, n, (BOOTSTRAP_DRAWS, n))
         return self._draws[key]
+
+
+class _Replicates(NamedTuple):
+    """One pair's resampled column difference, whether every task of the column had evidence,
+    and the fewest test items of a resampled task."""
+
+    draws: np.ndarray
+    complete: bool
+    items: int
 
 
 def _mean(parts: Iterable[np.ndarray | float]) -> np.ndarray | float:
@@ -378,7 +397,12 @@ def _compare(
     ]
     diffs = [_value(a, column) - _value(b, column) for a, b in pairs]
     replicates = [resampler.column(pair, column) for pair in pairs]
-    items = None if any(r is None for r in replicates) else np.stack(replicates)
+    found = [r for r in replicates if r is not None]
+    draws = np.stack([r.draws for r in found]) if len(found) == len(replicates) else None
+    fewest = min((r.items for r in found), default=None)
+    interval = paired_interval(diffs, draws, alpha, fewest)
+    if draws is not None and not all(r.complete for r in found):
+        interval = replace(interval, item_level=False)  # some tasks' item noise is unmeasured
     tasks_test = None
     if column == OBJECTIVE or column in CATEGORIES:
         diffs_per_task = _task_diffs(pairs, column, resampler.categories)
@@ -387,7 +411,7 @@ def _compare(
         mean=cell.mean,
         std=cell.std,
         n=cell.n,
-        interval=paired_interval(diffs, items, alpha),
+        interval=interval,
         tasks_test=tasks_test,
     )
 
@@ -460,14 +484,19 @@ def _holm_and_verdicts(
     ropes: Rope,
     categories: dict[str, str],
 ) -> tuple[list[ArmRow], int]:
-    """Holm over every interval test of the study (the descriptive Wilcoxon tests stay out of the
-    family); then the verdict words."""
-    keys = []
+    """Holm over every difference test of the study, and apart over every equivalence test (the
+    descriptive Wilcoxon tests stay out of both families); then the verdict words."""
+    keys, equivalence = [], []
     for arm, column in tested:
-        cell = next(r for r in rows if r.arm == arm).cells[column]
-        if cell.interval is not None and cell.interval.p is not None:
-            keys.append(((arm, column), cell.interval.p))
+        interval = next(r for r in rows if r.arm == arm).cells[column].interval
+        if interval is not None and interval.p is not None:
+            keys.append(((arm, column), interval.p))
+            rope = ropes.for_column(column, categories)
+            equivalence.append(((arm, column), interval.equivalence_p(rope)))
     adjusted = dict(zip([k for k, _ in keys], holm([p for _, p in keys]), strict=True))
+    equivalent = dict(
+        zip([k for k, _ in equivalence], holm([p for _, p in equivalence]), strict=True)
+    )
     base = next((r for r in rows if r.is_baseline), None)
     out = []
     for row in rows:
@@ -489,7 +518,7 @@ def _holm_and_verdicts(
             word = verdict(
                 cell.interval,
                 p_holm,
-                rope,
+                equivalent.get((row.arm, column)),
                 alpha,
                 baseline_learned=base_learned,
                 arm_learned=row.learned,

@@ -63,7 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A real decoder LLM offline on a small CPU: SmolLM2-135M (30 layers, width 576; objectives/
     # smollm2.py), for the decoder ablations (EOS pooling, causal vs bidirectional, thirds, top-K).
     # It checks the wiring of those studies; 20 steps do not make it an embedding model (its arms
-    # are flagged "did not learn"). The backbone's backward pass dominates a step, so batches are
+    # are flagged "not shown to learn"). The backbone's backward pass dominates a step, so batches are
     # small and texts short; one thread per trial, as in "cpu". Costs: benchmarks/decoder_top_k.py.
     "cpu-decoder": {
         "model.backbone": "smollm2-135m",

@@ -4,6 +4,7 @@ lost seeds and the ROPE per category."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from dashboards.verdicts import (
     INCONCLUSIVE,
     LOST_SEEDS,
     PRUNED,
+    THESE_ITEMS,
     WORSE,
+    Interval,
     Rope,
     RopeError,
     detectable_effect,
@@ -56,9 +59,9 @@ def test_item_variance_all_seeds_share_widens_the_interval_and_keeps_the_seeds_d
 def test_equal_seed_differences_without_item_noise_have_no_p_value_and_no_decided_word() -> None:
     interval = paired_interval([0.02, 0.02], None)
     assert interval.p is None and interval.low is None and interval.se is None
-    assert verdict(interval, None, 0.005, 0.05) == INCONCLUSIVE
-    identical = paired_interval([0.0, 0.0, 0.0], np.zeros((3, 50)))  # the same model twice
-    assert identical.p is None and verdict(identical, None, 0.005, 0.05) == INCONCLUSIVE
+    assert verdict(interval, None, None, 0.05) == INCONCLUSIVE
+    identical = paired_interval([0.0, 0.0, 0.0], np.zeros((3, 50)), items=50)  # the same model
+    assert identical.p is None and verdict(identical, None, None, 0.05) == INCONCLUSIVE
 
 
 def test_item_noise_of_each_trial_alone_is_not_counted_twice() -> None:
@@ -69,48 +72,73 @@ def test_item_noise_of_each_trial_alone_is_not_counted_twice() -> None:
     assert both.se == pytest.approx(seeds_only.se, rel=0.05)
 
 
+def test_each_variance_part_gets_its_own_quantile_added_in_quadrature() -> None:
+    diffs = [0.010, 0.030, 0.020]
+    shared = np.random.default_rng(0).normal(0.0, 0.01, 200)
+    interval = paired_interval(diffs, np.stack([d + shared for d in diffs]), items=40)
+    seed_part = np.var(diffs, ddof=1) / 3
+    item_part = np.var(shared, ddof=1) * 40 / 39  # the bootstrap's (m - 1)/m undone
+    half = np.sqrt(stats.t.ppf(0.975, 2) ** 2 * seed_part + stats.t.ppf(0.975, 39) ** 2 * item_part)
+    assert interval.high - interval.mean == pytest.approx(half)
+    # The p-value is the level at which that rule just rejects.
+    assert interval.threshold(interval.p) == pytest.approx(abs(interval.mean))
+
+
 def test_one_shared_seed_gives_no_interval_and_no_verdict() -> None:
     interval = paired_interval([0.05], None)
-    assert interval.low is None and verdict(interval, None, 0.005, 0.05) == INCONCLUSIVE
+    assert interval.low is None and verdict(interval, None, None, 0.05) == INCONCLUSIVE
 
 
-def test_verdict_words_follow_the_interval_the_rope_and_the_adjusted_p() -> None:
-    inside = paired_interval([0.001, -0.001, 0.0005], None)
-    assert verdict(inside, 0.9, 0.005, 0.05) == EQUIVALENT
-    up = paired_interval([0.050, 0.052, 0.049], None)
-    assert verdict(up, 0.001, 0.005, 0.05) == BETTER
-    assert verdict(up, 0.2, 0.005, 0.05) == INCONCLUSIVE  # not significant after Holm
-    down = paired_interval([-0.050, -0.052, -0.049], None)
-    assert verdict(down, 0.001, 0.005, 0.05) == WORSE
+def _items(diffs: list[float]) -> Interval:
+    """An interval whose column had item evidence for every task (no shared item noise here)."""
+    return paired_interval(diffs, np.tile(np.asarray(diffs)[:, None], (1, 50)), items=50)
 
 
-def test_no_verdict_against_a_baseline_that_did_not_learn_and_an_arm_that_alone_did_is_flagged() -> (
-    None
-):
-    up = paired_interval([0.050, 0.052, 0.049], None)
-    down = paired_interval([-0.050, -0.052, -0.049], None)
-    inside = paired_interval([0.001, -0.001, 0.0005], None)
-    assert verdict(up, 0.001, 0.005, 0.05, baseline_learned=False) == BASELINE_NOT_LEARNED
-    assert verdict(inside, 0.9, 0.005, 0.05, baseline_learned=False) == BASELINE_NOT_LEARNED
-    assert BASELINE_NOT_LEARNED == "inconclusive (baseline did not learn)"
-    # An arm that alone did not learn keeps its real "worse" (the part may be essential), flagged.
-    flagged = verdict(down, 0.001, 0.005, 0.05, arm_learned=False)
-    assert flagged == "worse (arm did not learn)" and verdict_kind(flagged) == WORSE
-    assert verdict(inside, 0.9, 0.005, 0.05, arm_learned=False) == "equivalent (arm did not learn)"
+UP, DOWN = [0.050, 0.052, 0.049], [-0.050, -0.052, -0.049]
+INSIDE = [0.001, -0.001, 0.0005]
+
+
+def test_verdict_words_follow_the_adjusted_difference_and_equivalence_p_values() -> None:
+    assert verdict(_items(INSIDE), 0.9, 0.01, 0.05) == EQUIVALENT
+    assert verdict(_items(INSIDE), 0.9, 0.2, 0.05) == INCONCLUSIVE  # equivalence not shown
+    assert verdict(_items(UP), 0.001, 1.0, 0.05) == BETTER
+    assert verdict(_items(UP), 0.2, 1.0, 0.05) == INCONCLUSIVE  # not significant after Holm
+    assert verdict(_items(DOWN), 0.001, 1.0, 0.05) == WORSE
+    # Without item evidence the claim covers these test items only, and the word says so.
+    assert verdict(paired_interval(UP, None), 0.001, 1.0, 0.05) == f"{BETTER} ({THESE_ITEMS})"
+
+
+def test_equivalence_is_two_one_sided_tests_against_the_rope() -> None:
+    close = _items(INSIDE)
+    assert close.equivalence_p(0.005) < 0.05 and close.equivalence_p(0.0005) > 0.2
+    far = _items(UP)
+    assert far.equivalence_p(0.005) == 1.0
+
+
+def test_no_verdict_against_a_baseline_not_shown_to_learn_and_an_arm_alone_is_flagged() -> None:
+    up, down, inside = _items(UP), _items(DOWN), _items(INSIDE)
+    assert verdict(up, 0.001, 1.0, 0.05, baseline_learned=False) == BASELINE_NOT_LEARNED
+    assert verdict(inside, 0.9, 0.01, 0.05, baseline_learned=False) == BASELINE_NOT_LEARNED
+    assert BASELINE_NOT_LEARNED == "inconclusive (baseline not shown to learn)"
+    # An arm that alone was not shown to learn keeps its real "worse" (the part may be
+    # essential), flagged.
+    flagged = verdict(down, 0.001, 1.0, 0.05, arm_learned=False)
+    assert flagged == "worse (arm not shown to learn)" and verdict_kind(flagged) == WORSE
+    assert verdict(inside, 0.9, 0.01, 0.05, arm_learned=False) == (
+        "equivalent (arm not shown to learn)"
+    )
 
 
 def test_an_arm_with_lost_seeds_is_never_better_or_equivalent_on_its_survivors() -> None:
-    up = paired_interval([0.050, 0.052, 0.049], None)
-    down = paired_interval([-0.050, -0.052, -0.049], None)
-    inside = paired_interval([0.001, -0.001, 0.0005], None)
-    assert verdict(up, 0.001, 0.005, 0.05, arm_lost=True) == LOST_SEEDS
-    assert verdict(up, 0.001, 0.005, 0.05, arm_lost=True, arm_pruned=True) == PRUNED
-    assert verdict(inside, 0.9, 0.005, 0.05, arm_lost=True) == LOST_SEEDS
+    up, down, inside = _items(UP), _items(DOWN), _items(INSIDE)
+    assert verdict(up, 0.001, 1.0, 0.05, arm_lost=True) == LOST_SEEDS
+    assert verdict(up, 0.001, 1.0, 0.05, arm_lost=True, arm_pruned=True) == PRUNED
+    assert verdict(inside, 0.9, 0.01, 0.05, arm_lost=True) == LOST_SEEDS
     # The survivors are biased upward, so their "worse" stands.
-    assert verdict(down, 0.001, 0.005, 0.05, arm_lost=True, arm_pruned=True) == WORSE
+    assert verdict(down, 0.001, 1.0, 0.05, arm_lost=True, arm_pruned=True) == WORSE
     # A baseline's lost seeds bias it upward: the arm's "worse" and "equivalent" are withheld.
-    assert verdict(down, 0.001, 0.005, 0.05, baseline_lost=True) == LOST_SEEDS
-    assert verdict(up, 0.001, 0.005, 0.05, baseline_lost=True) == BETTER
+    assert verdict(down, 0.001, 1.0, 0.05, baseline_lost=True) == LOST_SEEDS
+    assert verdict(up, 0.001, 1.0, 0.05, baseline_lost=True) == BETTER
 
 
 def test_the_rope_is_read_per_category_and_bad_values_name_the_fix() -> None:
@@ -164,6 +192,7 @@ def test_the_calibration_benchmark_offline_without_tasks_stops_in_one_line_namin
     path = Path(__file__).resolve().parent.parent / "benchmarks" / "verdicts.py"
     spec = importlib.util.spec_from_file_location("verdicts_benchmark", path)
     benchmark = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, benchmark)  # its dataclasses look themselves up
     spec.loader.exec_module(benchmark)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("ABLATION_TASKS_DIR", raising=False)
