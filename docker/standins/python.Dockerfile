@@ -1,0 +1,13 @@
+# Stand-in for python:3.11-slim where Docker Hub cannot be reached (scripts/compose-check.sh builds
+# it): Debian bookworm's own Python 3.11 in a virtual environment on PATH, so `python` and `pip`
+# behave as in the official image (no system-wide "externally managed" refusal).
+ARG BASE_IMAGE=local/debian-base:bookworm
+FROM ${BASE_IMAGE}
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       python3 python3-venv ca-certificates netbase tzdata procps \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /usr/local/python \
+    && /usr/local/python/bin/pip install --no-cache-dir --upgrade pip
+ENV PATH=/usr/local/python/bin:$PATH LANG=C.UTF-8
+CMD ["python3"]
