@@ -38,7 +38,7 @@ DATA_DIR="$(cd "${ABLATION_DATA_DIR:-../shared/data}" 2>/dev/null && pwd)" || {
   exit 2
 }
 WHEELS_PORT="${LOCAL_WHEELS_PORT:-27090}"
-DASHBOARD_PORT="${LOCAL_DASHBOARD_PORT:-27080}"
+CHECK_DASHBOARD_PORT="${LOCAL_DASHBOARD_PORT:-27080}"  # not DASHBOARD_PORT: .env sets that
 NICE=(nice -n 19)
 command -v ionice >/dev/null && NICE+=(ionice -c3)
 
@@ -46,6 +46,10 @@ START=$SECONDS
 step() { printf '[%4ds] %s\n' "$((SECONDS - START))" "$*"; }
 fail() {
   step "FAIL: $*" >&2
+  if [ -f "${WORK:-/nonexistent}/compose.merged.yml" ]; then
+    compose ps >&2 || true
+    compose logs --no-color --tail 20 >&2 2>/dev/null || true
+  fi
   exit 1
 }
 
@@ -257,7 +261,7 @@ print(len({read_cell(t) for t in study.trials if t.state in ended}),
 step "study finished: $finished of $queued cells ended (COMPLETE or PRUNED), $(grep -c ' FAIL ' <<<"$rows") trial(s) failed by the kill and re-run; the $(grep -c . <<<"$before") trial(s) finished before the kill kept their values"
 
 # --- 5. dashboard and report -----------------------------------------------------------------------
-python3 - "$DASHBOARD_PORT" "$NAME" <<'EOF' || fail "the dashboard does not serve the study"
+python3 - "$CHECK_DASHBOARD_PORT" "$NAME" <<'EOF' || fail "the dashboard does not serve the study"
 import json, sys, urllib.request
 base = f"http://127.0.0.1:{sys.argv[1]}"
 with urllib.request.urlopen(f"{base}/api/studies", timeout=30) as response:
