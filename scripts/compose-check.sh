@@ -13,8 +13,8 @@
 #
 # It runs with docker/compose.local.yml (host networking, every listener on 127.0.0.1 on ports
 # 27xxx, stand-in images); see that file. Needs a reachable docker daemon and `docker compose` or
-# docker-compose >= 1.28; building the stand-ins needs root and debootstrap. About 10 minutes with
-# warm image caches on a 2-core machine (first build: add the image builds).
+# docker-compose >= 1.28; building the stand-ins needs root and debootstrap. On a busy 2-core
+# machine: 3-4 minutes with the images built, about 13 minutes from nothing (stand-ins 4, image 5).
 #
 # Environment:
 #   ABLATION_DATA_DIR      benchmark data mounted read-only at /data (default ../shared/data)

@@ -152,7 +152,7 @@ def test_the_stack_runs_a_study_through_a_killed_worker(tasks_dir: Path) -> None
         pytest.skip(f"compose check: {unavailable}")
     if os.environ.get("ABLATION_COMPOSE_CHECK") != "1":
         pytest.skip(
-            "compose check takes about 5 minutes with built images (first image build: 10 more); "
+            "compose check takes 3-4 minutes with built images, about 13 building them; "
             "set ABLATION_COMPOSE_CHECK=1 to run scripts/compose-check.sh"
         )
     check = subprocess.run(
