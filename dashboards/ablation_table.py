@@ -13,6 +13,7 @@ draws for every trial, so both arms of a pair always see the same resampled test
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -200,7 +201,7 @@ def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
     rows = _mark_best(rows, columns)
     shared = [r.shared for r in rows if not r.is_baseline and r.complete]
     origin = study_provenance(t for cells in chosen.values() for t in cells.values())
-    warnings = origin.disagreements() + _learning_warnings(rows, chosen)
+    warnings = origin.disagreements() + _learning_warnings(rows, chosen) + _search_warning(records)
     if shared and min(shared) <= 2:
         # Pruned or failed seeds count against the 3: more seeds than launched, not 3 again.
         launched = len(records.plan.get("seeds", []))
@@ -223,6 +224,27 @@ def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
         provenance=origin.facts(),
         ropes=ropes,
     )
+
+
+def _search_warning(records: StudyRecords) -> list[str]:
+    """Cells that ran several trials came from a search the test objective steered (Optuna is told
+    it): picking on dev removes the last winner's curse, not the steering."""
+    most = max(
+        (
+            Counter(seed_of(t) for t in records.complete(arm)).most_common(1)[0][1]
+            for arm in records.arms
+            if records.complete(arm)
+        ),
+        default=1,
+    )
+    if most <= 1:
+        return []
+    return [
+        f"cells ran up to {most} trials of a search (the plan's search section) that Optuna "
+        "steered by the test objective; the trial per cell is picked on dev, but its test scores "
+        "may still be optimistic: for a confirmatory table, rerun the chosen settings without "
+        "search under a new --study-name"
+    ]
 
 
 def _learning_warnings(
