@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seeds", type=_positive_int, help="seeds per arm (default: the plan's)")
     parser.add_argument(
+        "--arms",
+        type=_labels,
+        metavar="A,B,...",
+        help="run only these arms of the study (its baseline always runs; default: every arm)",
+    )
+    parser.add_argument(
         "--base", choices=sorted(VARIANTS), help="base variant of the multi-layer studies"
     )
     parser.add_argument(
@@ -187,7 +193,24 @@ def _plans(args: argparse.Namespace) -> list[Plan]:
     else:
         plans = [load_plan(args.plan) if args.plan else get_plan(args.study)]
     chosen = {"seeds": args.seeds, "objective": args.objective}
-    return [replace(p, **{k: v for k, v in chosen.items() if v}) for p in plans]
+    plans = [replace(p, **{k: v for k, v in chosen.items() if v}) for p in plans]
+    return [select_arms(p, args.arms) for p in plans] if args.arms else plans
+
+
+def select_arms(plan: Plan, labels: tuple[str, ...]) -> Plan:
+    """``plan`` with only the arms ``labels`` names, in plan order, and always its baseline.
+
+    Raises ``LaunchError`` naming the valid arms when a label is not one of the plan's.
+    """
+    valid = [arm.label for arm in plan.arms]
+    unknown = [label for label in labels if label not in valid]
+    if unknown:
+        raise LaunchError(
+            f"--arms: {', '.join(repr(u) for u in unknown)} not an arm of study '{plan.name}'; "
+            f"its arms: {', '.join(valid)} (baseline {plan.baseline}, always run)"
+        )
+    kept = tuple(a for a in plan.arms if a.label in labels or a.label == plan.baseline)
+    return replace(plan, arms=kept)
 
 
 def _validate(
@@ -216,13 +239,21 @@ def _validate(
         plan=plan,
         arms=arms,
         settings=settings,
-        name=args.study_name or space.default_study_name(plan, settings),
+        name=args.study_name or _default_name(args, plan, settings),
         url=resolve_url(args.storage),
         storage_settings=StorageSettings(
             heartbeat_interval=max(1, min(30, args.grace_period // 4)),
             grace_period=args.grace_period,
         ),
     )
+
+
+def _default_name(args: argparse.Namespace, plan: Plan, settings: space.Settings) -> str:
+    """The default study name; a subset of arms (``--arms``) gets its own, so two subsets of one
+    study never meet under one name (a relaunch with other arms would be refused)."""
+    if args.arms:
+        plan = replace(plan, name=f"{plan.name}[{','.join(a.label for a in plan.arms)}]")
+    return space.default_study_name(plan, settings)
 
 
 def _describe(launch: Launch, number: int, total: int) -> None:
@@ -368,6 +399,13 @@ def _names(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError(f"{text!r} names no task; use A,B,...")
     return names
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    labels = tuple(label.strip() for label in text.split(",") if label.strip())
+    if not labels:
+        raise argparse.ArgumentTypeError(f"{text!r} names no arm; use A,B,...")
+    return labels
 
 
 def _positive_int(text: str) -> int:
