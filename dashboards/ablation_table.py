@@ -40,7 +40,7 @@ from dashboards.verdicts import (
     wilcoxon_across_tasks,
 )
 from objectives.evidence import TaskEvidence
-from objectives.results import CATEGORIES, OBJECTIVE
+from objectives.results import CATEGORIES, OBJECTIVE, ReferenceResult
 from storage.study_records import Pruned, read_evidence, read_pruned, read_result
 
 BOOTSTRAP_DRAWS = 200
@@ -111,6 +111,15 @@ class ArmRow:
 
 
 @dataclass(frozen=True)
+class ReferenceRow:
+    """The untrained backbone with mean pooling, scored once on the arms' texts: one value per
+    column (``None`` where it has none), shown beside the arms and never in a verdict."""
+
+    label: str
+    values: dict[str, float | None]
+
+
+@dataclass(frozen=True)
 class AblationTable:
     study: str
     baseline: str | None
@@ -123,6 +132,7 @@ class AblationTable:
     warnings: list[str] = field(default_factory=list)
     # (label, text) of what produced the trials behind the table (dashboards.provenance).
     provenance: list[tuple[str, str]] = field(default_factory=list)
+    reference: ReferenceRow | None = None
 
     def legend(self) -> str:
         """How to read every cell; shown under every export of the table."""
@@ -191,7 +201,25 @@ def _build(records: StudyRecords, alpha: float, rope: float) -> AblationTable:
         item_level=resampler.complete,
         warnings=warnings,
         provenance=origin.facts(),
+        reference=_reference_row(records.reference, columns),
     )
+
+
+def _reference_row(
+    reference: ReferenceResult | None, columns: tuple[str, ...]
+) -> ReferenceRow | None:
+    """The reference's value in each column, looked up as ``_value`` looks up a trial's."""
+    if reference is None:
+        return None
+    values: dict[str, float | None] = {}
+    for column in columns:
+        if column == OBJECTIVE:
+            values[column] = reference.objective
+        elif column in CATEGORIES:
+            values[column] = reference.category_scores.get(column)
+        else:
+            values[column] = reference.task_scores.get(column)
+    return ReferenceRow(f"{reference.label} (reference)", values)
 
 
 def _learning_warnings(

@@ -31,7 +31,7 @@ from search.plans import STUDIES, Plan, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageSettings, open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
-from storage.study_records import read_dropped_overlap
+from storage.study_records import read_dropped_overlap, read_reference
 
 EXIT_FAILED = 1
 # Environment that workers on other nodes need to find data and stay offline like the driver.
@@ -283,7 +283,8 @@ def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     describe_plan(plan, arms, launch.name)
     print(f"storage {redact(launch.url)}: {len(added)} trials queued now", flush=True)
     code = 0
-    if study.get_trials(deepcopy=False, states=space.PENDING):  # no Ray when all is done
+    # No Ray when all is done, unless the study still lacks its reference row.
+    if study.get_trials(deepcopy=False, states=space.PENDING) or read_reference(study) is None:
         code = _execute(launch, storage, study)
     if code == 0 and space.shortfall(study, plan, arms, space.FINISHED):
         code = EXIT_FAILED
@@ -321,8 +322,16 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             save_models=args.save_models,
         )
         warming = scheduler.warm_workers(job, resources)  # each slot imports before its first cell
+        # The untrained backbone's scores on the same texts, once per study (objectives.reference).
+        sides = [] if read_reference(study) else [scheduler.reference_task(job, resources)]
         tracker = scheduler.run_study(
-            storage, study, job, resources, on_change=progress.update, warming=warming
+            storage,
+            study,
+            job,
+            resources,
+            on_change=progress.update,
+            warming=warming,
+            side_tasks=sides,
         )
     except scheduler.Interrupted:
         return EXIT_INTERRUPTED
@@ -336,6 +345,8 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
     for outcome in tracker.outcomes:
         if outcome.state == "FAIL":
             print(f"trial {outcome.trial_id} failed: {outcome.error}", file=sys.stderr)
+    for error in tracker.side_errors:  # the table then has no reference row; a relaunch retries
+        print(f"{error} (relaunch to retry)", file=sys.stderr)
     return 0
 
 
