@@ -56,6 +56,7 @@ def one_trial(label: str, config: TrialConfig) -> dict[str, Any]:
 
     def report(step: int, proxies: dict[str, float]) -> None:
         curve.append((step, composite(proxies, list(proxies)), time.perf_counter() - start))
+        print(f"  {label} step {step}: dev {curve[-1][1]:.3f} at {curve[-1][2]:.0f} s", flush=True)
 
     cpu = time.process_time()
     result = run_trial(config, report, progress=False)

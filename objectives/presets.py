@@ -103,8 +103,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # backward pass is most of a step, so the step count, not the head, sets the cost.
         "train.batch_size": 16,
         "train.grad_accum": 1,
-        # 20x the paper's 1e-5: 24 steps instead of 1,000, on a 135M backbone.
-        "train.lr": 2e-4,
+        # 10x the paper's 1e-5 for LoRA: 24 steps instead of 1,000, on a 135M backbone (twice
+        # that lowered EOS pooling's dev signal); the freshly initialised head, which has no
+        # pretrained state to keep, at 2e-4.
+        "train.lr": 1e-4,
+        "train.head_lr": 2e-4,
         "train.warmup_steps": 2,
         # Dev signal at steps 0, 12 and 24: "did it learn" needs the first and the last; every
         # report encodes the dev texts again, as much as a few training steps.
