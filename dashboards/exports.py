@@ -11,6 +11,7 @@ import csv
 import io
 
 from rich.console import RenderableType
+from rich.markup import escape
 from rich.table import Table
 
 from dashboards.ablation_table import AblationTable, ArmRow, Cell, build_table
@@ -153,7 +154,8 @@ def console_table(study_name: str, url: str, rope: float | None = None) -> list[
     """The launcher's final view of a study: the table (rich), its warnings and skipped arms."""
     records = load_records(study_name, url)
     table = build_table(records, rope=ROPE if rope is None else rope)
-    view = Table(title=f"{study_name}: ablation table", caption=table.legend())
+    # Escaped: rich reads "[...]" in a study name or the legend as markup and drops it.
+    view = Table(title=escape(f"{study_name}: ablation table"), caption=escape(table.legend()))
     view.add_column("arm")
     for column in table.columns:
         view.add_column(column, justify="right")
@@ -169,8 +171,8 @@ def console_table(study_name: str, url: str, rope: float | None = None) -> list[
     commit = dict(table.provenance).get("commit")
     shown: list[RenderableType] = [view]
     shown += [f"commit: {commit}"] if commit else []
-    shown += [f"warning: {w}" for w in table.warnings]
-    shown += [f"skipped arm {s['arm']!r}: {s['reason']}" for s in records.skipped_arms]
+    shown += [escape(f"warning: {w}") for w in table.warnings]
+    shown += [escape(f"skipped arm {s['arm']!r}: {s['reason']}") for s in records.skipped_arms]
     return shown
 
 

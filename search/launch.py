@@ -252,7 +252,7 @@ def _default_name(args: argparse.Namespace, plan: Plan, settings: space.Settings
     """The default study name; a subset of arms (``--arms``) gets its own, so two subsets of one
     study never meet under one name (a relaunch with other arms would be refused)."""
     if args.arms:
-        plan = replace(plan, name=f"{plan.name}[{','.join(a.label for a in plan.arms)}]")
+        plan = replace(plan, name=f"{plan.name}.{'+'.join(a.label for a in plan.arms)}")
     return space.default_study_name(plan, settings)
 
 

@@ -145,7 +145,7 @@ def test_arms_runs_a_subset_with_the_baseline_under_its_own_name(
     argv += ["--tasks-dir", str(tasks_dir), "--storage", str(db)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "study 'pooling-attention[model1,model5].smoke.model5'" in out
+    assert "study 'pooling-attention.model1+model5.smoke.model5'" in out
     assert "arm 'model1': model.pooling.kind=eos" in out
     assert "arm 'model5' (baseline)" in out
     assert "model2" not in out and "model4" not in out

@@ -86,6 +86,7 @@ def test_every_export_shows_the_reference_row(url: str, tmp_path: Path) -> None:
 
     console = Console(record=True, width=400)
     console.print(console_table("layer-weights", url)[0])
+    assert "layer-weights: ablation table" in console.export_text(clear=False)
     line = next(row for row in console.export_text().splitlines() if LABEL in row)
     assert line.split("│")[2].strip() == sts  # the STS column, after the arm's
 
