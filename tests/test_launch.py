@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
 from objectives.results import CATEGORIES
 from search.launch import main
-from storage.study_records import read_cell, read_node, read_result
+from storage.study_records import read_cell, read_node, read_reference, read_result
 from tests.search_helpers import by_cell, lean_args, trials
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +39,11 @@ def _assert_one_complete_trial_per_cell(url: str, name: str, cells: set[tuple[st
 def test_smoke_study_end_to_end_on_sqlite(tasks_dir: Path, sqlite_url: str, capsys) -> None:
     assert main(["--study", "layer-weights", *lean_args(tasks_dir, sqlite_url)]) == 0
     _assert_one_complete_trial_per_cell(sqlite_url, STUDY, {("W on", 0), ("W off", 0)})
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "W on (baseline)" in out and "W off" in out  # the ablation table
+    assert "untrained backbone" in out and "reference row" not in err  # scored by a worker
+    reference = read_reference(optuna.load_study(study_name=STUDY, storage=sqlite_url))
+    assert reference is not None and reference.config["model"]["pooling"]["kind"] == "mean"
     assert "python -m dashboards.serve --storage" in out
 
     # A relaunch finds every cell done: nothing queued, nothing re-run, no Ray started.
