@@ -46,7 +46,7 @@ from dashboards.verdicts import (
     wilcoxon_across_tasks,
 )
 from objectives.evidence import TaskEvidence
-from objectives.results import CATEGORIES, OBJECTIVE
+from objectives.results import CATEGORIES, OBJECTIVE, ReferenceResult
 from storage.study_records import Pruned, read_evidence, read_pruned, read_result
 
 BOOTSTRAP_DRAWS = 200
@@ -132,6 +132,15 @@ class ArmRow:
 
 
 @dataclass(frozen=True)
+class ReferenceRow:
+    """The untrained backbone with mean pooling, scored once on the arms' texts: one value per
+    column (``None`` where it has none), shown beside the arms and never in a verdict."""
+
+    label: str
+    values: dict[str, float | None]
+
+
+@dataclass(frozen=True)
 class AblationTable:
     study: str
     baseline: str | None
@@ -145,6 +154,7 @@ class AblationTable:
     # (label, text) of what produced the trials behind the table (dashboards.provenance).
     provenance: list[tuple[str, str]] = field(default_factory=list)
     ropes: Rope = field(default_factory=Rope)
+    reference: ReferenceRow | None = None
 
     def legend(self) -> str:
         """How to read every cell; shown under every export of the table."""
@@ -223,6 +233,7 @@ def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
         warnings=warnings,
         provenance=origin.facts(),
         ropes=ropes,
+        reference=_reference_row(records.reference, columns),
     )
 
 
@@ -245,6 +256,23 @@ def _search_warning(records: StudyRecords) -> list[str]:
         "may still be optimistic: for a confirmatory table, rerun the chosen settings without "
         "search under a new --study-name"
     ]
+
+
+def _reference_row(
+    reference: ReferenceResult | None, columns: tuple[str, ...]
+) -> ReferenceRow | None:
+    """The reference's value in each column, looked up as ``_value`` looks up a trial's."""
+    if reference is None:
+        return None
+    values: dict[str, float | None] = {}
+    for column in columns:
+        if column == OBJECTIVE:
+            values[column] = reference.objective
+        elif column in CATEGORIES:
+            values[column] = reference.category_scores.get(column)
+        else:
+            values[column] = reference.task_scores.get(column)
+    return ReferenceRow(f"{reference.label} (reference)", values)
 
 
 def _learning_warnings(

@@ -11,6 +11,7 @@ import csv
 import io
 
 from rich.console import RenderableType
+from rich.markup import escape
 from rich.table import Table
 
 from dashboards.ablation_table import AblationTable, ArmRow, Cell, build_table
@@ -50,6 +51,17 @@ def seeds_text(row: ArmRow) -> str:
     return f"{text} ({extra})" if extra else text
 
 
+REFERENCE_NOTE = "not fine-tuned; scored once, on the arms' texts; never in a verdict"
+
+
+def reference_cells(table: AblationTable) -> list[str]:
+    """The reference row's value per column (``—`` where it has none); [] without a reference."""
+    if table.reference is None:
+        return []
+    values = [table.reference.values.get(column) for column in table.columns]
+    return ["—" if v is None else f"{v:.{DIGITS}f}" for v in values]
+
+
 def provenance_text(table: AblationTable) -> str:
     """``commit: ...; libraries: ...; data: ...``: what produced the table's trials."""
     return "; ".join(f"{label}: {text}" for label, text in table.provenance)
@@ -71,6 +83,9 @@ def to_markdown(table: AblationTable) -> str:
         name = f"**{arm_label(row)}**" if row.is_baseline else arm_label(row)
         notes = "; ".join(row.notes())
         lines.append("| " + " | ".join([name, *cells, seeds_text(row), notes]) + " |")
+    if table.reference is not None:
+        cells = [f"*{c}*" for c in reference_cells(table)]
+        lines.append(f"| *{table.reference.label}* | {' | '.join(cells)} | — | {REFERENCE_NOTE} |")
     extra = "".join(f"\n\nWarning: {w}." for w in table.warnings)
     return "\n".join(lines) + f"\n\n{table.legend()}.{extra}\n"
 
@@ -81,12 +96,12 @@ def to_csv(table: AblationTable) -> str:
     fields = ("mean", "std", "n", "delta", "low", "high", "p", "p_holm", "verdict")
     fields += ("p_tasks_descriptive", "tasks_test")
     header = ["arm", "baseline", "complete", "shared", "pruned", "failed", "learned", "dev_gain"]
-    header += ["detectable"]
+    header += ["detectable", "reference"]
     header += [f"{column}_{k}" for column in table.columns for k in fields]
     writer.writerow(header)
     for row in table.rows:
         values: list[object] = [row.arm, row.is_baseline, row.complete, row.shared, row.pruned]
-        values += [row.failed, row.learned, row.dev_gain, row.detectable]
+        values += [row.failed, row.learned, row.dev_gain, row.detectable, False]
         for column in table.columns:
             cell = row.cells[column]
             interval, test = cell.interval, cell.tasks_test
@@ -94,6 +109,11 @@ def to_csv(table: AblationTable) -> str:
             values += [interval.low, interval.high, interval.p] if interval else [None] * 3
             values += [cell.p_holm, cell.verdict]
             values += [test.p, test.label()] if test else [None] * 2
+        writer.writerow(["" if v is None else v for v in values])
+    if table.reference is not None:  # its mean per column; no seeds, intervals or verdicts
+        values = [table.reference.label, False, *[None] * 7, True]
+        for column in table.columns:
+            values += [table.reference.values.get(column)] + [None] * (len(fields) - 1)
         writer.writerow(["" if v is None else v for v in values])
     return out.getvalue()
 
@@ -117,6 +137,10 @@ def to_latex(table: AblationTable) -> str:
             cells.append(rf"\textbf{{{text}}}" if cell.best else text)
         name = rf"\underline{{{_tex(arm_label(row))}}}" if row.is_baseline else _tex(row.arm)
         lines.append(" & ".join([name, *cells, _tex(seeds_text(row))]) + r" \\")
+    if table.reference is not None:
+        cells = [rf"\textit{{{_tex(c)}}}" for c in reference_cells(table)]
+        label = rf"\textit{{{_tex(table.reference.label)}}}"
+        lines += [r"\midrule", " & ".join([label, *cells, "--"]) + r" \\"]
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
@@ -130,7 +154,8 @@ def console_table(study_name: str, url: str, rope: Rope | None = None) -> list[R
     """The launcher's final view of a study: the table (rich), its warnings and skipped arms."""
     records = load_records(study_name, url)
     table = build_table(records, rope=rope)
-    view = Table(title=f"{study_name}: ablation table", caption=table.legend())
+    # Escaped: rich reads "[...]" in a study name or the legend as markup and drops it.
+    view = Table(title=escape(f"{study_name}: ablation table"), caption=escape(table.legend()))
     view.add_column("arm")
     for column in table.columns:
         view.add_column(column, justify="right")
@@ -139,11 +164,15 @@ def console_table(study_name: str, url: str, rope: Rope | None = None) -> list[R
     for row in table.rows:
         cells = [format_cell(row.cells[c]) for c in table.columns]
         view.add_row(arm_label(row), *cells, seeds_text(row), "; ".join(row.notes()))
+    if table.reference is not None:
+        view.add_row(
+            table.reference.label, *reference_cells(table), "—", REFERENCE_NOTE, style="italic"
+        )
     commit = dict(table.provenance).get("commit")
     shown: list[RenderableType] = [view]
     shown += [f"commit: {commit}"] if commit else []
-    shown += [f"warning: {w}" for w in table.warnings]
-    shown += [f"skipped arm {s['arm']!r}: {s['reason']}" for s in records.skipped_arms]
+    shown += [escape(f"warning: {w}") for w in table.warnings]
+    shown += [escape(f"skipped arm {s['arm']!r}: {s['reason']}") for s in records.skipped_arms]
     return shown
 
 

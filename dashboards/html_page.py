@@ -17,7 +17,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.ablation_table import AblationTable, Cell
 from dashboards.costs import ArmCost, PruningSavings
-from dashboards.exports import arm_label, format_cell, seeds_text
+from dashboards.exports import (
+    REFERENCE_NOTE,
+    arm_label,
+    format_cell,
+    reference_cells,
+    seeds_text,
+)
 from dashboards.figures import Figure
 from dashboards.records import StudyRecords, arm_of, fail_reason, seed_of
 from dashboards.verdicts import verdict_kind
@@ -34,6 +40,7 @@ th:first-child, td:first-child { text-align: left; }
 table.text th, table.text td { text-align: left; }
 thead th { background: #f6f8fa; }
 tr.baseline td { background: #fff8c5; }
+tr.reference td { color: #57606a; font-style: italic; border-top: 2px solid #d0d7de; }
 td.best { font-weight: 700; background: #dafbe1; }
 .verdict-better { color: #1a7f37; font-weight: 600; } .verdict-worse { color: #cf222e; font-weight: 600; }
 .verdict-equivalent { color: #0969da; } .verdict-other { color: #57606a; }
@@ -131,6 +138,12 @@ def _table(table: AblationTable) -> str:
         rows.append(
             f"<tr{css}><td>{label}</td>{cells}<td>{escape(seeds_text(row))}</td>"
             f'<td class="note">{notes}</td></tr>'
+        )
+    if table.reference is not None:
+        cells = "".join(f"<td>{escape(c)}</td>" for c in reference_cells(table))
+        rows.append(
+            f'<tr class="reference"><td>{escape(table.reference.label)}</td>{cells}<td>—</td>'
+            f'<td class="note">{escape(REFERENCE_NOTE)}</td></tr>'
         )
     warnings = "".join(f'<p class="warning">Warning: {escape(w)}.</p>' for w in table.warnings)
     return (

@@ -14,12 +14,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives.errors import AblationError
+from objectives.results import ReferenceResult
 from storage import StorageError, open_storage, redact, resolve_url
 from storage.study_records import (
     PlanRecord,
     SkippedArm,
     read_cell,
     read_error,
+    read_reference,
     read_result,
     read_study_record,
 )
@@ -40,6 +42,8 @@ class StudyRecords:
     preset: str | None
     backbone: str | None
     trials: list[FrozenTrial]
+    # The untrained backbone's scores on the same texts (objectives.reference); None if not scored.
+    reference: ReferenceResult | None = None
 
     @property
     def name(self) -> str:
@@ -140,4 +144,5 @@ def load_records(study_name: str, url: str | None = None) -> StudyRecords:
         preset=record.preset,
         backbone=record.backbone,
         trials=study.get_trials(deepcopy=False),
+        reference=read_reference(study),
     )

@@ -74,6 +74,14 @@ def is_encoder(hf_config: PretrainedConfig) -> bool:
     return hf_config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
+def native_attention(name: str) -> str:
+    """The attention mode backbone ``name`` was pretrained with: bidirectional for a BERT-type
+    encoder, causal for a decoder LLM (the backbone "as released")."""
+    if name.strip().lower() == "smollm2-135m":
+        return "causal"  # a Llama decoder; known without converting its GGUF
+    return "bidirectional" if is_encoder(_load_config(name)) else "causal"
+
+
 def backbone_inputs(
     hf_config: PretrainedConfig, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> dict[str, torch.Tensor]:

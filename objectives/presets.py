@@ -84,6 +84,47 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval.batch_size": 32,
         "threads": 1,
     },
+    # The CPU preset in which a real decoder learns: SmolLM2-135M turned into an embedding model in
+    # minutes, so a study on the 2-core box ends with arms that learned and verdicts that can be
+    # decided (the README main job: pooling-attention, model1 vs model5, 3 seeds). Sized so that
+    # two trials side by side fit a 30-minute study; costs and learning curves per arm:
+    # benchmarks/learning_preset.py. What it can conclude: how the arms compare after a short
+    # fine-tune on this preset's STS and retrieval subsets, not the paper's converged numbers.
+    "cpu-learn": {
+        "model.backbone": "smollm2-135m",
+        # The training pairs are short sentences (most under 32 tokens); SciFact documents are
+        # cut here, for every arm alike.
+        "model.max_length": 32,
+        "model.pooling.n_latents": 16,
+        "model.pooling.heads": 8,  # inner width 8 x 512, as cpu-decoder
+        "model.pooling.head_dim": 512,
+        "train.steps": 24,
+        # 16 pairs and their hard negatives: 15 in-batch negatives per query. The backbone's
+        # backward pass is most of a step, so the step count, not the head, sets the cost.
+        "train.batch_size": 16,
+        "train.grad_accum": 1,
+        # 10x the paper's 1e-5 for LoRA: 24 steps instead of 1,000, on a 135M backbone (twice
+        # that lowered EOS pooling's dev signal); the freshly initialised head, which has no
+        # pretrained state to keep, at 2e-4.
+        "train.lr": 1e-4,
+        "train.head_lr": 2e-4,
+        "train.warmup_steps": 2,
+        # Dev signal at steps 0, 12 and 24: "did it learn" needs the first and the last; every
+        # report encodes the dev texts again, as much as a few training steps.
+        "train.eval_every": 12,
+        "train.dev_pairs": 100,
+        "train.dev_queries": 32,
+        "train.max_tokens": 512,  # passes of similar-length texts: a CPU pays for padding
+        # STS and retrieval only. Banking77 classification needs samples_per_label (8) training
+        # texts for each of its 77 labels, and clustering V-measure needs many more texts than
+        # clusters (k-means with k = 77 intents, about 100 arXiv categories); subsets that large
+        # would cost more encoding than the training itself, and the small ones the cpu-decoder
+        # preset scores cannot separate arms. Studies of those categories: the GPU presets.
+        "eval.tasks": ("SICK-R", "STS14", "STSBenchmark", "SciFactSubset"),
+        "eval.max_texts": 256,  # 128 pairs per STS task; 51 SciFact queries in 256 texts
+        "eval.batch_size": 32,
+        "threads": 1,  # two trials side by side on 2 cores, as "cpu"
+    },
     # Real science on one offline GPU: the packaged SmolLM2-135M with the paper's recipe (bf16,
     # effective batch 256 with cached negatives, instructions, the full offline tasks) scaled to a
     # trial of minutes, so a 15-trial pooling-attention study fits in about an hour. Sized from FLOP

@@ -48,6 +48,23 @@ class TrialResult:
     task_results: list[Any] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ReferenceResult:
+    """The study's reference row: the untrained backbone with mean pooling, scored on the same
+    texts as the arms (``objectives.reference``), so a table shows whether fine-tuning helped.
+
+    ``objective`` is the study's objective computed from these scores, for the objective column.
+    It is never compared in verdicts: there is one reference, not one per seed.
+    """
+
+    label: str
+    task_scores: dict[str, float]
+    category_scores: dict[str, float]
+    objective: float
+    config: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+
+
 def category_means(
     task_scores: dict[str, float], task_category: dict[str, str]
 ) -> dict[str, float]:

@@ -34,7 +34,7 @@ from search.plans import STUDIES, Plan, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
 from storage import StorageSettings, open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
-from storage.study_records import read_dropped_overlap
+from storage.study_records import read_dropped_overlap, read_reference
 
 EXIT_FAILED = 1
 # Environment that workers on other nodes need to find data and stay offline like the driver.
@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the mean of the plan's metrics)",
     )
     parser.add_argument("--seeds", type=_positive_int, help="seeds per arm (default: the plan's)")
+    parser.add_argument(
+        "--arms",
+        type=_labels,
+        metavar="A,B,...",
+        help="run only these arms of the study (its baseline always runs; default: every arm)",
+    )
     parser.add_argument(
         "--base", choices=sorted(VARIANTS), help="base variant of the multi-layer studies"
     )
@@ -209,7 +215,24 @@ def _plans(args: argparse.Namespace) -> tuple[list[Plan], PlanDocument | None]:
     else:
         plans = [load_plan(args.plan) if args.plan else get_plan(args.study)]
     chosen = {"seeds": args.seeds, "objective": args.objective}
-    return [replace(p, **{k: v for k, v in chosen.items() if v}) for p in plans], document
+    plans = [replace(p, **{k: v for k, v in chosen.items() if v}) for p in plans]
+    return ([select_arms(p, args.arms) for p in plans] if args.arms else plans), document
+
+
+def select_arms(plan: Plan, labels: tuple[str, ...]) -> Plan:
+    """``plan`` with only the arms ``labels`` names, in plan order, and always its baseline.
+
+    Raises ``LaunchError`` naming the valid arms when a label is not one of the plan's.
+    """
+    valid = [arm.label for arm in plan.arms]
+    unknown = [label for label in labels if label not in valid]
+    if unknown:
+        raise LaunchError(
+            f"--arms: {', '.join(repr(u) for u in unknown)} not an arm of study '{plan.name}'; "
+            f"its arms: {', '.join(valid)} (baseline {plan.baseline}, always run)"
+        )
+    kept = tuple(a for a in plan.arms if a.label in labels or a.label == plan.baseline)
+    return replace(plan, arms=kept)
 
 
 def _validate(
@@ -240,13 +263,21 @@ def _validate(
         plan=plan,
         arms=arms,
         settings=settings,
-        name=args.study_name or space.default_study_name(plan, settings),
+        name=args.study_name or _default_name(args, plan, settings),
         url=resolve_url(args.storage),
         storage_settings=StorageSettings(
             heartbeat_interval=max(1, min(30, args.grace_period // 4)),
             grace_period=args.grace_period,
         ),
     )
+
+
+def _default_name(args: argparse.Namespace, plan: Plan, settings: space.Settings) -> str:
+    """The default study name; a subset of arms (``--arms``) gets its own, so two subsets of one
+    study never meet under one name (a relaunch with other arms would be refused)."""
+    if args.arms:
+        plan = replace(plan, name=f"{plan.name}.{'+'.join(a.label for a in plan.arms)}")
+    return space.default_study_name(plan, settings)
 
 
 def _describe(launch: Launch, number: int, total: int) -> None:
@@ -276,7 +307,8 @@ def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     describe_plan(plan, arms, launch.name, phrases=launch.phrases)
     print(f"storage {redact(launch.url)}: {len(added)} trials queued now", flush=True)
     code = 0
-    if study.get_trials(deepcopy=False, states=space.PENDING):  # no Ray when all is done
+    # No Ray when all is done, unless the study still lacks its reference row.
+    if study.get_trials(deepcopy=False, states=space.PENDING) or read_reference(study) is None:
         code = _execute(launch, storage, study)
     if code == 0 and space.shortfall(study, plan, arms, space.FINISHED):
         code = EXIT_FAILED
@@ -314,8 +346,16 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             save_models=args.save_models,
         )
         warming = scheduler.warm_workers(job, resources)  # each slot imports before its first cell
+        # The untrained backbone's scores on the same texts, once per study (objectives.reference).
+        sides = [] if read_reference(study) else [scheduler.reference_task(job, resources)]
         tracker = scheduler.run_study(
-            storage, study, job, resources, on_change=progress.update, warming=warming
+            storage,
+            study,
+            job,
+            resources,
+            on_change=progress.update,
+            warming=warming,
+            side_tasks=sides,
         )
     except scheduler.Interrupted:
         return EXIT_INTERRUPTED
@@ -329,6 +369,8 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
     for outcome in tracker.outcomes:
         if outcome.state == "FAIL":
             print(f"trial {outcome.trial_id} failed: {outcome.error}", file=sys.stderr)
+    for error in tracker.side_errors:  # the table then has no reference row; a relaunch retries
+        print(f"{error} (relaunch to retry)", file=sys.stderr)
     return 0
 
 
@@ -429,6 +471,13 @@ def _names(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError(f"{text!r} names no task; use A,B,...")
     return names
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    labels = tuple(label.strip() for label in text.split(",") if label.strip())
+    if not labels:
+        raise argparse.ArgumentTypeError(f"{text!r} names no arm; use A,B,...")
+    return labels
 
 
 def _positive_int(text: str) -> int:

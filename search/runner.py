@@ -40,6 +40,7 @@ from storage.study_records import (
     write_model_dir,
     write_node,
     write_pruned,
+    write_reference,
     write_result,
     write_result_files,
     write_worker_time,
@@ -180,6 +181,23 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
             write_model_dir(trial, save_to)
         study.tell(trial, value)
         return Outcome(trial_id, "COMPLETE", value, node)
+
+
+def run_reference(job: Job) -> str | None:
+    """Score the study's reference row (the untrained backbone with mean pooling on the arms'
+    texts, ``objectives.reference``) and store it with the study; the error line if that failed
+    (never raises: a missing reference row must not fail the study)."""
+    from objectives.reference import score_reference
+
+    _quiet_libraries()
+    try:
+        study = optuna.load_study(study_name=job.study_name, storage=_storage(job))
+        result = score_reference(from_dict(TrialConfig, job.configs[job.plan.baseline]))
+        objective = job.plan.objective_value(result.task_scores, result.category_scores)
+        write_reference(study, replace(result, objective=objective))
+    except Exception as exc:  # reported by the launcher; the trials are unaffected
+        return one_line(exc)
+    return None
 
 
 class _Clock:

@@ -33,7 +33,7 @@ import ray
 from optuna.trial import FrozenTrial, TrialState
 
 from search import space
-from search.runner import Job, Outcome, one_line, run_cell, warm_up
+from search.runner import Job, Outcome, one_line, run_cell, run_reference, warm_up
 from storage import fail_stale_trials
 from storage.study_records import Cell, StoredTrial, read_cell, without_error, write_error
 
@@ -111,13 +111,41 @@ def warm_workers(job: Job, resources: Resources) -> list[Any]:
     return [remote.remote(job) for _ in range(resources.max_concurrent)]
 
 
+@dataclass(frozen=True)
+class SideTask:
+    """Work of the study that is not a cell (its reference row), run once in a slot that no cell
+    can use at that moment: one a seed's baseline keeps its other cells out of, or the first
+    slot free after the last cell has started."""
+
+    name: str
+    submit: Callable[[], Any]  # starts the task, returns its handle
+    read: Callable[[Any], str | None]  # the finished handle's error line, None on success
+
+
+def reference_task(job: Job, resources: Resources) -> SideTask:
+    """The study's reference row (``search.runner.run_reference``) as a Ray task shaped like a cell."""
+    remote = ray.remote(max_retries=0)(run_reference).options(
+        num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial
+    )
+
+    def read(handle: Any) -> str | None:
+        try:
+            return ray.get(handle)
+        except ray.exceptions.RayError as exc:
+            return one_line(exc)
+
+    return SideTask("reference row", lambda: remote.remote(job), read)
+
+
 @dataclass
 class Tracker:
-    """The driver's view of the trials it launched; ``stopped`` is why the study was stopped."""
+    """The driver's view of the trials it launched; ``stopped`` is why the study was stopped;
+    ``side_errors`` why a side task (``SideTask``) failed."""
 
     in_flight: dict[Any, int] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     stopped: str | None = None
+    side_errors: list[str] = field(default_factory=list)
 
 
 def dispatchable(trials: Sequence[FrozenTrial], baseline: str, gated: bool) -> list[int]:
@@ -191,9 +219,12 @@ class Scheduler:
         poll_seconds: float = 1.0,
         on_change: Callable[[Tracker], None] = lambda _: None,
         warming: Sequence[Any] = (),
+        side_tasks: Sequence[SideTask] = (),
     ) -> None:
         self.storage, self.study, self.backend = storage, study, backend
         self.warming = list(warming)  # warm-up handles (``warm_workers``): each holds a slot
+        self.side_tasks = list(side_tasks)  # not started yet
+        self.sides: dict[Any, SideTask] = {}  # started, by handle: each holds a slot
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self.baseline, self.gated, self.max_concurrent = baseline, gated, max_concurrent
         self.heartbeat_interval, self.poll_seconds = heartbeat_interval, poll_seconds
@@ -217,29 +248,33 @@ class Scheduler:
         """One pass: start what may start, then collect one finished cell or warm-up; False when
         done."""
         self.fill()
-        if not self.tracker.in_flight and not self.warming:
+        if not self.tracker.in_flight and not self.warming and not self.sides:
             return self.wait_for_others()
         self.beat()
-        running = [*self.warming, *self.tracker.in_flight]
+        running = [*self.warming, *self.tracker.in_flight, *self.sides]
         self.collect(self.backend.wait(running, self.poll_seconds))
         self.on_change(self.tracker)
         return True
 
     def fill(self) -> None:
-        """Claim and submit dispatchable cells while slots are free of cells and warm-ups (none once
-        stopped)."""
+        """Claim and submit dispatchable cells while slots are free of cells, warm-ups and side
+        tasks; a free slot that no cell can take starts a side task (none once stopped)."""
         while self.busy() < self.max_concurrent and not self.tracker.stopped:
             trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
             trial_id = claim(self.storage, dispatchable(trials, self.baseline, self.gated))
             if trial_id is None:
-                return
+                if not self.side_tasks:
+                    return
+                task = self.side_tasks.pop(0)
+                self.sides[task.submit()] = task
+                continue
             self.storage.record_heartbeat(trial_id)
             self.tracker.in_flight[self.backend.submit(trial_id)] = trial_id
             self.on_change(self.tracker)
 
     def busy(self) -> int:
-        """Slots taken: cells in flight and warm-ups still importing."""
-        return len(self.tracker.in_flight) + len(self.warming)
+        """Slots taken: cells in flight, warm-ups still importing and side tasks."""
+        return len(self.tracker.in_flight) + len(self.warming) + len(self.sides)
 
     def beat(self) -> None:
         """Heartbeats for submitted trials: a task queued behind others has not started beating."""
@@ -255,6 +290,12 @@ class Scheduler:
         for handle in ready:
             if handle in self.warming:
                 self.warming.remove(handle)
+                continue
+            if handle in self.sides:
+                task = self.sides.pop(handle)
+                error = task.read(handle)
+                if error:
+                    self.tracker.side_errors.append(f"{task.name}: {error}")
                 continue
             trial_id = self.tracker.in_flight.pop(handle)
             try:
@@ -285,7 +326,7 @@ class Scheduler:
 
     def interrupt(self) -> None:
         """Ctrl-C: cancel this driver's tasks and fail their trials so a relaunch re-runs them."""
-        for handle in self.warming:
+        for handle in [*self.warming, *self.sides]:
             self.backend.cancel(handle)
         for handle, trial_id in self.tracker.in_flight.items():
             self.backend.cancel(handle)
@@ -300,9 +341,10 @@ def run_study(
     on_change: Callable[[Tracker], None] = lambda _: None,
     poll_seconds: float = 1.0,
     warming: Sequence[Any] = (),
+    side_tasks: Sequence[SideTask] = (),
 ) -> Tracker:
     """Run every queued trial of ``study`` on Ray (see ``Scheduler``); ``warming``: the handles
-    ``warm_workers`` returned."""
+    ``warm_workers`` returned; ``side_tasks`` run in slots no cell can use."""
     return Scheduler(
         storage,
         study,
@@ -314,4 +356,5 @@ def run_study(
         poll_seconds=poll_seconds,
         on_change=on_change,
         warming=warming,
+        side_tasks=side_tasks,
     ).run()

@@ -28,7 +28,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from objectives.results import TrialResult
+from objectives.results import ReferenceResult, TrialResult
 from storage.evidence import read_evidence, write_evidence
 from storage.evidence import system_attrs as evidence_system_attrs
 
@@ -55,6 +55,7 @@ __all__ = [
     "read_model_dir",
     "read_node",
     "read_pruned",
+    "read_reference",
     "read_result",
     "read_result_files",
     "read_study_record",
@@ -70,6 +71,7 @@ __all__ = [
     "write_model_dir",
     "write_node",
     "write_pruned",
+    "write_reference",
     "write_result",
     "write_result_files",
     "write_study_record",
@@ -84,6 +86,7 @@ _BACKBONE = "backbone"
 _BASE = "base"
 _CONFIG_FINGERPRINT = "config_fingerprint"
 _DATA_HASHES = "data_hashes"
+_REFERENCE = "reference"  # the untrained backbone's scores (objectives.reference)
 # Trial params (the cell), and Optuna's system attr holding an enqueued trial's params.
 _ARM = "arm"
 _SEED = "seed"
@@ -229,6 +232,37 @@ def read_data_hashes(study: optuna.Study) -> dict[str, str] | None:
     """The stored data hashes; ``None`` for a study started before they were kept."""
     hashes = study.user_attrs.get(_DATA_HASHES)
     return None if hashes is None else {str(k): str(v) for k, v in hashes.items()}
+
+
+def write_reference(study: optuna.Study, reference: ReferenceResult) -> None:
+    """Store the study's reference row: the untrained backbone's scores on the arms' texts."""
+    study.set_user_attr(
+        _REFERENCE,
+        {
+            "label": reference.label,
+            "task_scores": dict(reference.task_scores),
+            "category_scores": dict(reference.category_scores),
+            "objective": float(reference.objective),
+            "config": dict(reference.config),
+            "seconds": reference.seconds,
+        },
+    )
+
+
+def read_reference(study: optuna.Study) -> ReferenceResult | None:
+    """The study's reference row; ``None`` when not scored (yet, or a study from before it was)."""
+    data = study.user_attrs.get(_REFERENCE)
+    if not data:
+        return None
+    seconds = data.get("seconds")
+    return ReferenceResult(
+        label=str(data.get("label", "reference")),
+        task_scores={str(k): float(v) for k, v in (data.get("task_scores") or {}).items()},
+        category_scores={str(k): float(v) for k, v in (data.get("category_scores") or {}).items()},
+        objective=float(data["objective"]),
+        config=dict(data.get("config") or {}),
+        seconds=None if seconds is None else float(seconds),
+    )
 
 
 # --- the cell ------------------------------------------------------------------------------------

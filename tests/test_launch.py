@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
 from objectives.results import CATEGORIES
 from search.launch import main
-from storage.study_records import read_cell, read_node, read_result
+from storage.study_records import read_cell, read_node, read_reference, read_result
 from tests.search_helpers import by_cell, lean_args, trials
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +39,11 @@ def _assert_one_complete_trial_per_cell(url: str, name: str, cells: set[tuple[st
 def test_smoke_study_end_to_end_on_sqlite(tasks_dir: Path, sqlite_url: str, capsys) -> None:
     assert main(["--study", "layer-weights", *lean_args(tasks_dir, sqlite_url)]) == 0
     _assert_one_complete_trial_per_cell(sqlite_url, STUDY, {("W on", 0), ("W off", 0)})
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "W on (baseline)" in out and "W off" in out  # the ablation table
+    assert "untrained backbone" in out and "reference row" not in err  # scored by a worker
+    reference = read_reference(optuna.load_study(study_name=STUDY, storage=sqlite_url))
+    assert reference is not None and reference.config["model"]["pooling"]["kind"] == "mean"
     assert "python -m dashboards.serve --storage" in out
 
     # A relaunch finds every cell done: nothing queued, nothing re-run, no Ray started.
@@ -74,6 +78,12 @@ def test_smoke_study_end_to_end_on_postgresql_two_at_a_time(
         ),
         (["--study", "layer-weights", "--storage", "mysql://h/db"], "is not supported"),
         (["--plan", "missing.yaml"], "plan file 'missing.yaml' does not exist"),
+        (
+            ["--study", "pooling-attention", "--arms", "model1,model9"],
+            "--arms: 'model9' not an arm of study 'pooling-attention'; its arms: model1, model2, "
+            "model3, model4, model5 (baseline model5, always run)",
+        ),
+        (["--study", "layer-weights", "--arms", " , "], "--arms: ' , ' names no arm"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -128,6 +138,22 @@ def test_dry_run_prints_cells_and_skipped_arms_and_writes_nothing(tmp_path: Path
     assert "arm 'top-4': model.pooling.layers=top_k:4; seeds [0, 1, 2]" in done.stdout
     assert "skipped arm 'top-16': top_k:16 needs 16 layers but the backbone has 6" in done.stdout
     assert "6 trials (2 arms x 3 seeds)" in done.stdout
+    assert not db.exists()
+
+
+def test_arms_runs_a_subset_with_the_baseline_under_its_own_name(
+    tasks_dir: Path, tmp_path: Path, capsys
+) -> None:
+    db = tmp_path / "studies.db"
+    argv = ["--study", "pooling-attention", "--arms", "model1", "--preset", "smoke", "--dry-run"]
+    argv += ["--tasks-dir", str(tasks_dir), "--storage", str(db)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "study 'pooling-attention.model1+model5.smoke.model5'" in out
+    assert "arm 'model1': model.pooling.kind=eos" in out
+    assert "arm 'model5' (baseline)" in out
+    assert "model2" not in out and "model4" not in out
+    assert "6 trials (2 arms x 3 seeds)" in out
     assert not db.exists()
 
 

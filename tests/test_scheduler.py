@@ -195,3 +195,58 @@ def test_a_study_with_warming_workers_runs_every_cell_once(sqlite_url: str) -> N
         (arm, seed) for arm in ("W on", "W off") for seed in range(SEEDS)
     )
     assert [o.state for o in tracker.outcomes] == ["COMPLETE"] * 4
+
+
+def _side(log: list, error: str | None = None) -> scheduler.SideTask:
+    """A side task that logs when it starts and when its result is read."""
+
+    def submit() -> str:
+        log.append("started")
+        return "side"
+
+    def read(handle: str) -> str | None:
+        log.append("read")
+        return error
+
+    return scheduler.SideTask("reference row", submit, read)
+
+
+def test_a_side_task_runs_once_in_a_slot_no_cell_can_use(sqlite_url: str) -> None:
+    storage, study = _study(sqlite_url)
+    log: list = []
+    run = scheduler.Scheduler(
+        storage,
+        study,
+        InlineBackend(_worker(study, [])),
+        baseline=PLAN.baseline,
+        gated=True,
+        max_concurrent=3,
+        heartbeat_interval=1,
+        poll_seconds=0.01,
+        side_tasks=[_side(log)],
+    )
+    run.fill()  # both baselines start; the other cells wait for them, so the third slot is idle
+    assert len(run.backend.submitted) == 2 and log == ["started"] and run.busy() == 3
+    tracker = run.run()
+    assert log == ["started", "read"] and tracker.side_errors == []
+    assert [o.state for o in tracker.outcomes] == ["COMPLETE"] * 4
+
+
+def test_a_side_task_waits_for_a_free_slot_and_its_error_is_kept(sqlite_url: str) -> None:
+    storage, study = _study(sqlite_url)
+    log: list = []
+    events: list = []
+    tracker = scheduler.Scheduler(
+        storage,
+        study,
+        InlineBackend(_worker(study, events)),
+        baseline=PLAN.baseline,
+        gated=False,
+        max_concurrent=1,
+        heartbeat_interval=1,
+        poll_seconds=0.01,
+        side_tasks=[_side(log, "RuntimeError: no such backbone")],
+    ).run()
+    assert len(events) == 4 and log == ["started", "read"]  # after the last cell: one slot
+    assert tracker.side_errors == ["reference row: RuntimeError: no such backbone"]
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
