@@ -211,20 +211,32 @@ def _side(log: list, error: str | None = None) -> scheduler.SideTask:
     return scheduler.SideTask("reference row", submit, read)
 
 
+def _with_side_task(
+    study: optuna.Study,
+    storage: object,
+    events: list,
+    side: scheduler.SideTask,
+    gated: bool,
+    max_concurrent: int,
+) -> scheduler.Scheduler:
+    """A fast-polling scheduler of ``study`` with one side task."""
+    return scheduler.Scheduler(
+        storage,
+        study,
+        InlineBackend(_worker(study, events)),
+        baseline=PLAN.baseline,
+        gated=gated,
+        max_concurrent=max_concurrent,
+        heartbeat_interval=1,
+        poll_seconds=0.01,
+        side_tasks=[side],
+    )
+
+
 def test_a_side_task_runs_once_in_a_slot_no_cell_can_use(sqlite_url: str) -> None:
     storage, study = _study(sqlite_url)
     log: list = []
-    run = scheduler.Scheduler(
-        storage,
-        study,
-        InlineBackend(_worker(study, [])),
-        baseline=PLAN.baseline,
-        gated=True,
-        max_concurrent=3,
-        heartbeat_interval=1,
-        poll_seconds=0.01,
-        side_tasks=[_side(log)],
-    )
+    run = _with_side_task(study, storage, [], _side(log), gated=True, max_concurrent=3)
     run.fill()  # both baselines start; the other cells wait for them, so the third slot is idle
     assert len(run.backend.submitted) == 2 and log == ["started"] and run.busy() == 3
     tracker = run.run()
@@ -236,17 +248,8 @@ def test_a_side_task_waits_for_a_free_slot_and_its_error_is_kept(sqlite_url: str
     storage, study = _study(sqlite_url)
     log: list = []
     events: list = []
-    tracker = scheduler.Scheduler(
-        storage,
-        study,
-        InlineBackend(_worker(study, events)),
-        baseline=PLAN.baseline,
-        gated=False,
-        max_concurrent=1,
-        heartbeat_interval=1,
-        poll_seconds=0.01,
-        side_tasks=[_side(log, "RuntimeError: no such backbone")],
-    ).run()
+    side = _side(log, "RuntimeError: no such backbone")
+    tracker = _with_side_task(study, storage, events, side, gated=False, max_concurrent=1).run()
     assert len(events) == 4 and log == ["started", "read"]  # after the last cell: one slot
     assert tracker.side_errors == ["reference row: RuntimeError: no such backbone"]
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
