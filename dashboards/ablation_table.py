@@ -212,6 +212,12 @@ def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
     shared = [r.shared for r in rows if not r.is_baseline and r.complete]
     origin = study_provenance(t for cells in chosen.values() for t in cells.values())
     warnings = origin.disagreements() + _learning_warnings(rows, chosen) + _search_warning(records)
+    unscored = [m for m in records.plan.get("metrics") or [] if m not in columns]
+    if unscored:
+        warnings.append(
+            f"no finished trial scored a task of {', '.join(unscored)} (the preset's task set "
+            "leaves them out), so those columns are not shown"
+        )
     if shared and min(shared) <= 2:
         # Pruned or failed seeds count against the 3: more seeds than launched, not 3 again.
         launched = len(records.plan.get("seeds", []))
@@ -315,6 +321,11 @@ def _columns(
         {t for cells in chosen.values() for tr in cells.values() for t in task_scores(tr)}
     )
     metrics = records.plan.get("metrics")
+    scored = {categories.get(t) for t in tasks}
+    if metrics and tasks:
+        # A category no finished trial scored (the preset's task set leaves it out) would be a
+        # column of dashes; it is dropped, and a warning names it.
+        metrics = [m for m in metrics if m not in CATEGORIES or m in scored]
     if metrics:
         # The stored metrics are categories; the objective the cells are ranked by gets its own
         # column when it is one the table computes (not a mean of a few metrics: that is the
@@ -322,7 +333,7 @@ def _columns(
         objective = records.plan.get("objective_name", OBJECTIVE)
         computed = objective in (OBJECTIVE, *CATEGORIES, *tasks)
         return (*metrics, objective) if computed and objective not in metrics else tuple(metrics)
-    present = [c for c in CATEGORIES if c in {categories.get(t) for t in tasks}]
+    present = [c for c in CATEGORIES if c in scored]
     return (*tasks, *present, OBJECTIVE)
 
 

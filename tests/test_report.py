@@ -451,3 +451,26 @@ def _unfilter(kind: int, line: list[int], up: list[int], bpp: int) -> list[int]:
         pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
         cur[i] = (x + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
     return cur
+
+
+def test_a_metric_no_finished_trial_scored_is_dropped_and_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    clustering = {"ArxivTitles", "Banking77Intents"}
+
+    def without_clustering(trial: FrozenTrial) -> None:  # a preset whose task set has none
+        result = read_result(trial)
+        if result is not None:
+            for task in clustering:
+                result.task_scores.pop(task)
+                result.task_category.pop(task)
+            result.category_scores.pop("Clustering")
+            names = (*clustering, "Clustering")
+            trial.user_attrs = {
+                k: v for k, v in trial.user_attrs.items() if not any(n in k for n in names)
+            }
+            write_result(trial, result)
+
+    _edited_copy(url, "no-clustering", without_clustering)
+    table = build_table(load_records("no-clustering", url))
+    assert "Clustering" not in table.columns and "STS" in table.columns
+    assert any("scored a task of Clustering" in w for w in table.warnings)
