@@ -55,7 +55,7 @@ def plans(tasks_dir: Path) -> Path:
     """The planner documents, beside the shared benchmark data (../shared/plans)."""
     path = tasks_dir.parent / "plans"
     if not all((path / name).is_file() for name in VERBATIM):
-        pytest.skip(f"the verbatim planner documents {VERBATIM} are not in {path}")
+        pytest.fail(f"the verbatim planner documents {VERBATIM} are not in {path}")
     return path
 
 
