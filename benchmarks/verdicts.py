@@ -319,11 +319,8 @@ def simulate(models: list[TaskModel], design: Design, rng: np.random.Generator) 
                     evidence=evidence,
                 )
                 curve = {0: start, 10: final}
-                study.add_trial(
-                    _frozen(Cell(arm, seed), result, distributions, curve, state, final - base_dev)
-                    if base_dev is not None
-                    else _frozen(Cell(arm, seed), result, distributions, curve, state, None)
-                )
+                gap = None if base_dev is None else final - base_dev
+                study.add_trial(_frozen(Cell(arm, seed), result, distributions, curve, state, gap))
     return StudyRecords(study, "memory", plan, [], None, None, study.get_trials(deepcopy=False))
 
 
