@@ -299,9 +299,22 @@ class EvalConfig:
         ),
     )
 
+    holdout: bool = field(
+        default=False,
+        metadata=_doc(
+            "score texts outside the seeded subset instead: as many again from the rest of each "
+            "task, none shared with it, to check a verdict on texts its study never scored "
+            "(needs max_texts)"
+        ),
+    )
+
     def __post_init__(self) -> None:
         rules = dict.fromkeys(("max_texts", "batch_size", "samples_per_label"), AT_LEAST_1)
         _check_ranges(self, "eval", rules)
+        if self.holdout and self.max_texts is None:
+            raise ConfigError(
+                "eval.holdout scores texts outside the eval.max_texts subset; set eval.max_texts"
+            )
 
 
 @dataclass(frozen=True)

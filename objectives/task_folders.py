@@ -13,7 +13,7 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,17 @@ __all__ = [
     "TASKS_DIR_ENV",
     "Manifest",
     "TaskDataError",
+    "Texts",
     "check_files",
     "discover_tasks",
     "find_manifest",
+    "held_out",
     "pick_labelled",
     "pick_rows",
     "read_jsonl",
     "read_manifest",
     "resolve_tasks_dir",
+    "row_texts",
     "sample_labelled",
     "sample_rows",
     "task_folder",
@@ -45,6 +48,9 @@ __all__ = [
 TASKS_DIR_ENV = "ABLATION_TASKS_DIR"
 MANIFEST = "task.yaml"
 SUBSAMPLE_SEED = 42
+
+Texts = list[tuple[str, ...]]
+"""Each row's texts, in row order: what a held-out draw must not share (``held_out``)."""
 
 # The data files each task type needs in its folder (formats: shared/data/README.md).
 FILES_OF_TYPE: dict[str, tuple[str, ...]] = {
@@ -210,16 +216,52 @@ def read_jsonl(
     return rows
 
 
-def pick_rows(size: int, limit: int | None, rng: random.Random) -> list[int]:
-    """``limit`` of ``range(size)`` drawn without replacement, in order (all when no limit)."""
+def pick_rows(
+    size: int, limit: int | None, rng: random.Random, texts: Texts | None = None
+) -> list[int]:
+    """``limit`` of ``range(size)`` drawn without replacement, in order (all when no limit).
+
+    ``texts`` (each row's texts) asks for the held-out draw of ``EvalConfig.holdout``: the same
+    draw first, then ``limit`` rows drawn from those sharing no text with it (``held_out``).
+    """
     if limit is None or limit >= size:
-        return list(range(size))
-    return sorted(rng.sample(range(size), limit))
+        picked = list(range(size))
+    else:
+        picked = sorted(rng.sample(range(size), limit))
+    if texts is None:
+        return picked
+    rest = held_out(texts, picked)
+    return [rest[i] for i in pick_rows(len(rest), limit, rng)]
 
 
-def sample_rows(rows: list[Any], limit: int | None, rng: random.Random) -> list[Any]:
-    """``limit`` rows drawn without replacement, in file order (all rows when no limit)."""
-    return [rows[i] for i in pick_rows(len(rows), limit, rng)]
+def held_out(texts: Texts, picked: list[int], shown: Iterable[str] = ()) -> list[int]:
+    """The rows none of whose texts is a text of a ``picked`` row or in ``shown`` (other texts the
+    draw encodes, e.g. a retrieval corpus's fill); benchmarks reuse a sentence across pairs, so
+    rows are not enough. None left is a ``ConfigError``."""
+    seen = {text for i in picked for text in texts[i]} | set(shown)
+    rest = [i for i, row in enumerate(texts) if seen.isdisjoint(row)]
+    if not rest:
+        raise ConfigError(
+            "eval.holdout: a task has no texts outside the study's subset; lower eval.max_texts"
+        )
+    return rest
+
+
+def row_texts(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> Texts:
+    """Each row's texts, from the named fields."""
+    return [tuple(str(row[f]) for f in fields) for row in rows]
+
+
+def sample_rows(
+    rows: list[dict[str, Any]],
+    limit: int | None,
+    rng: random.Random,
+    holdout: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """``limit`` rows drawn without replacement, in file order (all rows when no limit);
+    ``holdout``: the fields holding a row's texts, for the held-out draw (``pick_rows``)."""
+    texts = row_texts(rows, holdout) if holdout else None
+    return [rows[i] for i in pick_rows(len(rows), limit, rng, texts)]
 
 
 def sample_labelled(

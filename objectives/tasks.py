@@ -45,10 +45,12 @@ from objectives.task_folders import (
     TaskDataError,
     check_files,
     discover_tasks,
+    held_out,
     pick_labelled,
     pick_rows,
     read_jsonl,
     resolve_tasks_dir,
+    row_texts,
     sample_labelled,
     sample_rows,
 )
@@ -122,7 +124,7 @@ def _load_sts(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any
 
     rows = read_jsonl(manifest.folder / "test.jsonl", _STS)
     limit = None if config.max_texts is None else max(2, config.max_texts // 2)
-    rows = sample_rows(rows, limit, rng)
+    rows = sample_rows(rows, limit, rng, ("sentence1", "sentence2") if config.holdout else ())
     data = Dataset.from_dict(
         {
             "sentence1": [r["sentence1"] for r in rows],
@@ -139,12 +141,38 @@ def _pick_retrieval(
     relevant: dict[str, dict[str, int]],
     max_texts: int,
     rng: random.Random,
+    holdout: bool = False,
 ) -> tuple[list[int], list[int]]:
     """(query rows, corpus rows) within ``max_texts``: random queries with all their relevant
-    documents, the corpus filled with random other documents (module docstring)."""
-    queries = pick_rows(len(query_ids), max(1, max_texts // RETRIEVAL_TEXTS_PER_QUERY), rng)
+    documents, the corpus filled with random other documents (module docstring). ``holdout``: the
+    same draw first, then queries it left out, their corpus filled only with documents the first
+    corpus did not hold (``EvalConfig.holdout``)."""
+    draw = (query_ids, doc_ids, relevant, max_texts, rng)
+    queries, docs = _draw_retrieval(list(range(len(query_ids))), set(), *draw)
+    if not holdout:
+        return queries, docs
+    # Ids stand for texts within a task; a held-out query shares none with the first draw:
+    # neither it nor a document relevant to it was encoded there.
+    texts = [(f"q:{q}", *(f"d:{d}" for d in relevant[q])) for q in query_ids]
+    seen = {doc_ids[i] for i in docs}
+    pool = held_out(texts, queries, (f"d:{d}" for d in seen))
+    return _draw_retrieval(pool, seen, *draw)
+
+
+def _draw_retrieval(
+    pool: list[int],
+    seen: set[str],
+    query_ids: list[str],
+    doc_ids: list[str],
+    relevant: dict[str, dict[str, int]],
+    max_texts: int,
+    rng: random.Random,
+) -> tuple[list[int], list[int]]:
+    """Queries drawn from ``pool``; the corpus filled with documents not in ``seen``."""
+    count = max(1, max_texts // RETRIEVAL_TEXTS_PER_QUERY)
+    queries = [pool[i] for i in pick_rows(len(pool), count, rng)]
     needed = {d for i in queries for d in relevant[query_ids[i]]}
-    others = [i for i, d in enumerate(doc_ids) if d not in needed]
+    others = [i for i, d in enumerate(doc_ids) if d not in needed and d not in seen]
     room = max(0, max_texts - len(queries) - len(needed))
     extra = {others[i] for i in pick_rows(len(others), room, rng)}
     return queries, [i for i, d in enumerate(doc_ids) if d in needed or i in extra]
@@ -184,6 +212,7 @@ def _load_retrieval(manifest: Manifest, config: EvalConfig, rng: random.Random) 
             relevant,
             config.max_texts,
             rng,
+            config.holdout,
         )
         queries = [queries[i] for i in kept_queries]
         corpus = [corpus[i] for i in kept_docs]
@@ -205,18 +234,39 @@ def _load_classification(manifest: Manifest, config: EvalConfig, rng: random.Ran
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.classification import AbsTaskClassification
 
-    splits = {}
-    for split in ("train", "test"):
-        rows = read_jsonl(manifest.folder / f"{split}.jsonl", _LABELLED)
-        rows = sample_labelled(rows, config.max_texts, rng)
-        splits[split] = Dataset.from_dict(
+    splits = {
+        split: read_jsonl(manifest.folder / f"{split}.jsonl", _LABELLED)
+        for split in ("train", "test")
+    }
+    splits = _sample_labelled_splits(splits, config, rng)
+    data = {
+        split: Dataset.from_dict(
             {"text": [r["text"] for r in rows], "label": [str(r["label"]) for r in rows]}
         )
+        for split, rows in splits.items()
+    }
     return _local_class(AbsTaskClassification)(
         _metadata(manifest),
-        {"default": DatasetDict(splits)},
+        {"default": DatasetDict(data)},
         samples_per_label=config.samples_per_label,
     )
+
+
+def _sample_labelled_splits(
+    splits: dict[str, list[dict[str, Any]]], config: EvalConfig, rng: random.Random
+) -> dict[str, list[dict[str, Any]]]:
+    """Each split's seeded subset (``sample_labelled``); with ``config.holdout``, as many rows
+    again from each split sharing no text with any split's subset: a classifier fitted on the
+    study's training texts would otherwise have seen a held-out test text."""
+    sampled = {s: sample_labelled(rows, config.max_texts, rng) for s, rows in splits.items()}
+    if not config.holdout:
+        return sampled
+    shown = {str(r["text"]) for rows in sampled.values() for r in rows}
+    held = {}
+    for split, rows in splits.items():
+        rest = [rows[i] for i in held_out(row_texts(rows, ("text",)), [], shown)]
+        held[split] = sample_labelled(rest, config.max_texts, rng)
+    return held
 
 
 def _load_clustering(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any:
@@ -224,7 +274,7 @@ def _load_clustering(manifest: Manifest, config: EvalConfig, rng: random.Random)
     from mteb.abstasks.clustering import AbsTaskClustering
 
     rows = read_jsonl(manifest.folder / "test.jsonl", _LABELLED)
-    rows = sample_labelled(rows, config.max_texts, rng)
+    rows = _sample_labelled_splits({"test": rows}, config, rng)["test"]
     data = Dataset.from_dict(
         {"text": [r["text"] for r in rows], "labels": [str(r["label"]) for r in rows]}
     )
@@ -294,6 +344,11 @@ def cap_hub_task(task: Any, config: EvalConfig) -> None:
     from mteb.abstasks.clustering_legacy import AbsTaskClusteringLegacy
 
     name = task.metadata.name
+    if config.holdout:
+        raise ConfigError(
+            f"eval.holdout draws from local task folders; MTEB task '{name}' is not one "
+            "(give --tasks-dir, or leave eval.holdout off)"
+        )
     if isinstance(task, AbsTaskClusteringLegacy):
         successor = task.metadata.superseded_by or "a .v2 clustering task"
         raise ConfigError(
@@ -338,7 +393,11 @@ def _cap_hub_split(kind: str, task: Any, data: Any, limit: int, rng: random.Rand
     query_ids = [str(q) for q in data["queries"]["id"]]
     usable = [i for i, q in enumerate(query_ids) if relevant.get(q)]
     picked, docs = _pick_retrieval(
-        [query_ids[i] for i in usable], [str(d) for d in data["corpus"]["id"]], relevant, limit, rng
+        [query_ids[i] for i in usable],
+        [str(d) for d in data["corpus"]["id"]],
+        relevant,
+        limit,
+        rng,
     )
     queries = data["queries"].select([usable[i] for i in picked])
     corpus = data["corpus"].select(docs)

@@ -123,3 +123,44 @@ def test_missing_task_file_and_dangling_qrels_are_named(tmp_path: Path) -> None:
     )
     with pytest.raises(TaskDataError, match=r"qrels.jsonl:2: doc_id 'd9' is not in corpus.jsonl"):
         load_tasks(EvalConfig(tasks=("SciFactSubset",), tasks_dir=str(tmp_path)))
+
+
+def _texts(task) -> set[str]:
+    """Every text a task would encode, whatever its type."""
+    data = task.dataset["default"]
+    kind = task_category(task)
+    if kind == "STS":
+        return set(data["test"]["sentence1"]) | set(data["test"]["sentence2"])
+    if kind == "Retrieval":
+        return set(data["test"]["queries"]["text"]) | set(data["test"]["corpus"]["text"])
+    return {text for split in data.values() for text in split["text"]}
+
+
+def test_holdout_scores_as_many_texts_none_of_them_in_the_studys_subset(tasks_dir: Path) -> None:
+    study = EvalConfig(tasks_dir=str(tasks_dir), max_texts=60)
+    holdout = EvalConfig(tasks_dir=str(tasks_dir), max_texts=60, holdout=True)
+    seen = {t.metadata.name: t for t in load_tasks(study)}
+    held = {t.metadata.name: t for t in load_tasks(holdout)}
+    assert list(held) == list(seen)
+    for name, task in held.items():
+        assert _texts(task), name
+        assert not _texts(task) & _texts(seen[name]), name
+    for name in ("SICK-R", "STS14", "STSBenchmark"):
+        assert len(_split(held[name])) == 30
+    retrieval = _split(held["SciFactSubset"])
+    assert len(retrieval["queries"]) == 12
+    assert len(retrieval["queries"]) + len(set(retrieval["corpus"]["id"])) <= 60
+    for docs in retrieval["relevant_docs"].values():  # still scoreable: relevant docs kept
+        assert set(docs) <= set(retrieval["corpus"]["id"])
+    again = {t.metadata.name: _texts(t) for t in load_tasks(holdout)}
+    assert again == {n: _texts(t) for n, t in held.items()}  # the same for every trial
+
+
+def test_holdout_needs_a_cap_and_a_task_larger_than_it(tasks_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"set eval\.max_texts"):
+        EvalConfig(tasks_dir=str(tasks_dir), holdout=True)
+    rows = (tasks_dir / "sts/SICK-R/test.jsonl").read_text(encoding="utf-8").splitlines()
+    whole = 2 * sum(1 for row in rows if row.strip())
+    config = EvalConfig(tasks=("SICK-R",), tasks_dir=str(tasks_dir), max_texts=whole, holdout=True)
+    with pytest.raises(ConfigError, match=r"lower eval\.max_texts"):
+        load_tasks(config)
