@@ -1,7 +1,7 @@
 """Does a preset train its arms, and what does it cost? One trial per arm, side by side as a study
 runs them, with the dev learning curve of each and the untrained reference.
 
-For each chosen arm of a shipped study (default: ``pooling-attention``, model1 and model5, on the
+For each chosen arm of a shipped study (default: ``pooling-attention``, model4 and model5, on the
 ``cpu-learn`` preset), one full ``run_trial`` with the config the launcher builds
 (``search.space.resolve_arms``), ``--parallel`` trials at a time in separate processes (as Ray
 runs two one-thread trials on 2 cores). Printed per arm: seconds per training step, load / train /
@@ -111,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="cpu-learn")
     parser.add_argument("--study", default="pooling-attention")
-    parser.add_argument("--arms", type=_csv, default=["model1", "model5"])
+    parser.add_argument("--arms", type=_csv, default=["model4", "model5"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parallel", type=int, default=2, help="trials at once (processes)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference row")

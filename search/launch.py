@@ -263,7 +263,7 @@ def _validate(
         plan=plan,
         arms=arms,
         settings=settings,
-        name=args.study_name or _default_name(args, plan, settings),
+        name=args.study_name or _default_name(args, plan, settings, arms.base.eval.holdout),
         url=resolve_url(args.storage),
         storage_settings=StorageSettings(
             heartbeat_interval=max(1, min(30, args.grace_period // 4)),
@@ -272,12 +272,16 @@ def _validate(
     )
 
 
-def _default_name(args: argparse.Namespace, plan: Plan, settings: space.Settings) -> str:
+def _default_name(
+    args: argparse.Namespace, plan: Plan, settings: space.Settings, holdout: bool
+) -> str:
     """The default study name; a subset of arms (``--arms``) gets its own, so two subsets of one
-    study never meet under one name (a relaunch with other arms would be refused)."""
+    study never meet under one name (a relaunch with other arms would be refused), and so does
+    the same study scored on held-out texts (``eval.holdout``, suffix ``.holdout``)."""
     if args.arms:
         plan = replace(plan, name=f"{plan.name}.{'+'.join(a.label for a in plan.arms)}")
-    return space.default_study_name(plan, settings)
+    name = space.default_study_name(plan, settings)
+    return f"{name}.holdout" if holdout else name
 
 
 def _describe(launch: Launch, number: int, total: int) -> None:

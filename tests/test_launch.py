@@ -157,6 +157,17 @@ def test_arms_runs_a_subset_with_the_baseline_under_its_own_name(
     assert not db.exists()
 
 
+def test_a_holdout_study_gets_its_own_name(tasks_dir: Path, tmp_path: Path, capsys) -> None:
+    db = tmp_path / "studies.db"
+    argv = ["--study", "layer-weights", "--preset", "smoke", "--dry-run", "--storage", str(db)]
+    argv += ["--tasks-dir", str(tasks_dir)]
+    assert main([*argv, "--set", "eval.holdout=true"]) == 0
+    assert "study 'layer-weights.smoke.model5.holdout'" in capsys.readouterr().out
+    assert main([*argv, "--set", "eval.holdout=false"]) == 0
+    assert "study 'layer-weights.smoke.model5':" in capsys.readouterr().out
+    assert not db.exists()
+
+
 def test_help_lists_every_study_in_one_line() -> None:
     done = subprocess.run(
         [*LAUNCH, "--help"],
