@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from objectives.categories import CATEGORIES
 from objectives.evidence import TaskEvidence
 
-CATEGORIES: tuple[str, ...] = ("STS", "Retrieval", "Classification", "Clustering")
+__all__ = ["CATEGORIES", "OBJECTIVE", "ReferenceResult", "TrialResult", "category_means"]
+
 OBJECTIVE = "average"
 
 
@@ -29,8 +31,6 @@ class TrialResult:
     average: float
     costs: dict[str, float] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
-    # (step, proxy per category) from step 0 on (objectives.dev_signal).
-    intermediate: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     # Task -> its category, so reports can group tasks without the tasks directory.

@@ -16,6 +16,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from objectives.backbone import attention_kernels
+from objectives.categories import Category
 from objectives.config import EvalConfig, TrialConfig, to_dict
 from objectives.data import (
     DevSlices,
@@ -103,14 +104,12 @@ def _run(
                 sts=dev_sts(config.eval.tasks_dir, config.train.dev_pairs, evaluated),
                 retrieval=dev_pairs,
             ),
-            classification=labelled["Classification"],
-            clustering=labelled["Clustering"],
+            classification=labelled[Category.CLASSIFICATION],
+            clustering=labelled[Category.CLUSTERING],
         )
         origin = trial_provenance(tasks, config.eval.tasks_dir, source)
         model = EmbeddingModel.build(config.model, seed=config.seed, device=device)
         load_seconds = time.perf_counter() - start
-
-        intermediate: list[tuple[int, dict[str, float]]] = []
 
         def on_step(step: int) -> None:
             proxies = dev_proxies(
@@ -119,7 +118,6 @@ def _run(
                 batch_size=config.eval.batch_size,
                 query_prompt=config.model.query_prompt,
             )
-            intermediate.append((step, proxies))
             if report is not None:
                 report(step, proxies)
 
@@ -154,7 +152,6 @@ def _run(
             "peak_memory_mb": peak(),
         },
         params=model.parameter_counts(),
-        intermediate=intermediate,
         config=_resolved(config, source, device, instructions),
         versions=origin["versions"],
         provenance={"commit": origin["commit"], "data": origin["data"]},

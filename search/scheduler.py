@@ -32,8 +32,9 @@ import optuna
 import ray
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives.errors import one_line
 from search import space
-from search.runner import Job, Outcome, one_line, run_cell, run_reference, warm_up
+from search.runner import Job, Outcome, run_cell, run_reference, warm_up
 from storage import fail_stale_trials
 from storage.study_records import Cell, StoredTrial, read_cell, without_error, write_error
 
@@ -94,9 +95,9 @@ class RayBackend:
         try:
             return ray.get(handle)
         except ray.exceptions.RayTaskError as exc:
-            raise TaskRaised(one_line(exc.cause or exc)) from None
+            raise TaskRaised(one_line(exc.cause or exc, typed=True)) from None
         except ray.exceptions.RayError as exc:
-            raise WorkerDied(f"worker died: {one_line(exc)}") from None
+            raise WorkerDied(f"worker died: {one_line(exc, typed=True)}") from None
 
     def cancel(self, handle: Any) -> None:
         ray.cancel(handle, force=True)
@@ -132,7 +133,7 @@ def reference_task(job: Job, resources: Resources) -> SideTask:
         try:
             return ray.get(handle)
         except ray.exceptions.RayError as exc:
-            return one_line(exc)
+            return one_line(exc, typed=True)
 
     return SideTask("reference row", lambda: remote.remote(job), read)
 
@@ -302,10 +303,10 @@ class Scheduler:
                 outcome = self.backend.result(handle)
             except TaskRaised as exc:
                 fail_trial(self.storage, trial_id, str(exc))
-                outcome = Outcome(trial_id, "FAIL", error=str(exc))
+                outcome = Outcome(trial_id, TrialState.FAIL, error=str(exc))
             except WorkerDied as exc:
                 fail_and_retry(self.storage, self.study, trial_id, str(exc))
-                outcome = Outcome(trial_id, "FAIL", error=str(exc))
+                outcome = Outcome(trial_id, TrialState.FAIL, error=str(exc))
             self.tracker.outcomes.append(outcome)
             if outcome.stops_study and not self.tracker.stopped:
                 self.tracker.stopped = outcome.error

@@ -29,6 +29,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import FrozenTrial
 
 from objectives.results import ReferenceResult, TrialResult
+from storage.connect import RETRY_CALLBACK
 from storage.evidence import read_evidence, write_evidence
 from storage.evidence import system_attrs as evidence_system_attrs
 
@@ -61,7 +62,6 @@ __all__ = [
     "read_study_record",
     "read_worker_time",
     "retried_from",
-    "retry_history",
     "suggest_cell",
     "without_error",
     "write_data_hashes",
@@ -495,22 +495,8 @@ def read_worker_time(trial: FrozenTrial) -> WorkerTime | None:
 # --- evidence and retry lineage ------------------------------------------------------------------
 
 
-def _retry_callback() -> Any:
-    # Optuna >= 4.9 renamed RetryFailedTrialCallback (kept as a deprecated alias); same methods.
-    return getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or (
-        optuna.storages.RetryFailedTrialCallback
-    )
-
-
 def retried_from(trial: FrozenTrial) -> int | None:
     """The number of the original trial that ``trial`` retries, or ``None`` (Optuna's record)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _retry_callback().retried_trial_number(trial)
-
-
-def retry_history(trial: FrozenTrial) -> list[int]:
-    """The numbers of the trials ``trial`` retries, oldest first; ``[]`` for an original."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return list(_retry_callback().retry_history(trial))
+        return RETRY_CALLBACK.retried_trial_number(trial)

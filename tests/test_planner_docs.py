@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 
 from search import launch
 from search.launch import main
@@ -180,7 +181,7 @@ def test_a_verbatim_section_runs_end_to_end_and_scores_a_new_task(
     args += ["--pruner", "none"]  # both arms scored, whatever the smoke signal says
     assert main([*args, "--storage", url]) == 0
     found = trials(url, "multi-layers-pooling-trainable-layer-weights.smoke.model5")
-    assert sorted(read_cell(t).arm for t in found if t.state.name == "COMPLETE") == [
+    assert sorted(read_cell(t).arm for t in found if t.state == TrialState.COMPLETE) == [
         "W off",
         "W on",
     ]

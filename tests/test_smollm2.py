@@ -98,7 +98,7 @@ def test_cached_folder_is_a_plain_hf_checkpoint_that_appends_eos(smollm2_dir: st
 
     config = AutoConfig.from_pretrained(smollm2_dir)
     assert config.model_type == "llama"
-    assert config.num_hidden_layers == smollm2.NUM_LAYERS
+    assert config.num_hidden_layers == 30  # SmolLM2-135M's depth
     assert getattr(config, "quantization_config", None) is None
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     batch = tokenizer(["a longer first text here", "short"], padding=True)
@@ -240,7 +240,6 @@ def test_short_real_fine_tune_through_run_trial(smollm2_dir: str, tasks_dir: Pat
     reports: list[tuple[int, float]] = []
     result = run_trial(config, report=lambda step, score: reports.append((step, score)))
     assert [step for step, _ in reports] == [0, 1, 2]  # step 0: the untrained model
-    assert result.intermediate == reports
     assert set(result.task_scores) == {"STSBenchmark", "ArxivTitles"}
     assert all(-1.0 <= score <= 1.0 for score in result.task_scores.values())
     assert result.config["model"]["backbone"] == "smollm2-135m"
