@@ -35,7 +35,7 @@ from objectives.instructions import instructions_of
 from objectives.memory import peak_memory
 from objectives.model import EmbeddingModel
 from objectives.provenance import trial_provenance
-from objectives.results import TrialResult, category_means
+from objectives.results import Costs, TrialResult, category_means
 from objectives.tasks import load_tasks, resolve_tasks_dir, task_names, task_texts
 from objectives.training import train
 
@@ -56,10 +56,7 @@ def run_trial(
     steps and after the last step. The same seed gives the same data order, initialisation and
     result on CPU.
 
-    Costs: ``load_seconds`` (task files, pairs, dev slices, model), ``train_seconds`` (optimizer
-    steps only, not the dev signal), ``eval_seconds`` (the whole mteb run),
-    ``train_pairs_per_second``, ``eval_texts_per_second`` (distinct texts per second of encoding)
-    and ``peak_memory_mb`` (CUDA peak allocation, else the trial's peak RSS).
+    Costs: ``objectives.results.Costs``, every field recorded.
 
     ``save_to``: a directory to keep the scored model in, with the evaluation settings it was scored
     with, so ``python -m objectives.evaluate --model DIR`` reproduces the scores.
@@ -142,15 +139,14 @@ def _run(
         task_scores=evaluation.task_scores,
         category_scores=categories,
         average=sum(categories.values()) / len(categories),
-        costs={
-            "load_seconds": load_seconds,
-            "train_seconds": stats.seconds,
-            "eval_seconds": evaluation.seconds,
-            "train_pairs_per_second": stats.pairs / stats.seconds,
-            "eval_texts_per_second": evaluation.texts_encoded
-            / max(evaluation.encode_seconds, 1e-9),
-            "peak_memory_mb": peak(),
-        },
+        costs=Costs(
+            load_seconds=load_seconds,
+            train_seconds=stats.seconds,
+            eval_seconds=evaluation.seconds,
+            train_pairs_per_second=stats.pairs / stats.seconds,
+            eval_texts_per_second=evaluation.texts_encoded / max(evaluation.encode_seconds, 1e-9),
+            peak_memory_mb=peak(),
+        ),
         params=model.parameter_counts(),
         config=_resolved(config, source, device, instructions),
         versions=origin["versions"],

@@ -244,7 +244,7 @@ def test_short_real_fine_tune_through_run_trial(smollm2_dir: str, tasks_dir: Pat
     assert all(-1.0 <= score <= 1.0 for score in result.task_scores.values())
     assert result.config["model"]["backbone"] == "smollm2-135m"
     assert result.params["head"] > 0 and result.params["trainable"] > result.params["head"]
-    assert result.costs["train_seconds"] > 0 and result.costs["eval_texts_per_second"] > 0
+    assert result.costs.train_seconds > 0 and result.costs.eval_texts_per_second > 0
 
 
 @pytest.mark.parametrize(

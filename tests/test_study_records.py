@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from objectives.evidence import TaskEvidence, items_hash
-from objectives.results import TrialResult
+from objectives.results import Costs, TrialResult
 from storage import open_storage
 from storage.connect import RETRY_CALLBACK
 from storage.study_records import (
@@ -91,7 +91,7 @@ RESULT = TrialResult(
     task_scores={"STS14": 0.61, "SciFactSubset": 0.42},
     category_scores={"STS": 0.61, "Retrieval": 0.42},
     average=0.515,
-    costs={"train_seconds": 12.5, "eval_seconds": 3.25, "peak_memory_mb": 900.0},
+    costs=Costs(train_seconds=12.5, eval_seconds=3.25, peak_memory_mb=900.0),
     params={"total": 22_800_000, "trainable": 150_000, "head": 90_000},
     config={"seed": 1, "train": {"steps": 8, "eval_every": 2}},
     versions={"optuna": optuna.__version__},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_smoke_trial_scores_all_four_categories(smoke_runs) -> None:
     assert result.category_scores["STS"] == pytest.approx(
         (result.task_scores["SICK-R"] + result.task_scores["STS14"]) / 2
     )
-    costs = result.costs
+    costs = dataclasses.asdict(result.costs)
     assert set(costs) == {
         "load_seconds",
         "train_seconds",
