@@ -171,7 +171,8 @@ def attention_kernels(device: str) -> contextlib.AbstractContextManager:
     """Fused attention without cuDNN's kernel on CUDA, a no-op elsewhere.
 
     cuDNN builds an execution plan for every new sequence length, and every batch of texts pads to
-    a new one: on an H100 that planning took more host time than the GPU spent on the step.
+    a new one, so the planning can cost more host time than the GPU spends on the step
+    (docs/DESIGN.md, "What makes a GPU step cheap").
     """
     if not str(device).startswith("cuda"):
         return contextlib.nullcontext()

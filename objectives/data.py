@@ -47,7 +47,7 @@ class Pair:
 
 @dataclass(frozen=True)
 class DevSlices:
-    """Held-out texts for the intermediate signal (see ``objectives.evaluation.dev_signal``).
+    """Held-out texts for the intermediate signal (see ``objectives.dev_signal``).
 
     ``sts``: (sentence1, sentence2, gold score) pairs; ``retrieval``: held-out training pairs
     whose query must rank its own positive first among all their positives and negatives.

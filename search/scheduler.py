@@ -11,7 +11,8 @@ trial is failed and re-queued with the same params through the storage's retry c
 a launcher that died are failed by the heartbeat once their grace period passes and re-queued the
 same way. A trial error that every cell would hit (``search.runner.stops_study``) stops the study.
 
-A worker's first trial would pay some 15-20 s importing the training stack. ``warm_workers`` starts,
+A worker's first trial would pay for importing the training stack (seconds on a CPU box;
+``benchmarks/orchestration.py`` prints the service's overhead). ``warm_workers`` starts,
 as soon as Ray is up, one warm-up task per slot shaped like a cell (``search.runner.warm_up``); Ray
 hands a task an idle worker process of the same job when it has one, so the cells then run in those
 warmed processes. A warm-up holds its slot as a cell would: no trial is claimed for that slot until
