@@ -62,6 +62,7 @@ def test_failed_conversion_leaves_nothing_that_looks_finished(
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
+@pytest.mark.integration
 def test_concurrent_first_use_converts_once_and_both_get_the_same_folder(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     children = [
@@ -285,6 +286,7 @@ def test_layer_studies_keep_every_arm_on_the_30_layer_preset(
         assert resolve_layers(rule, arms.num_layers) == tuple(layers)
 
 
+@pytest.mark.integration
 def test_a_dry_run_of_a_smollm2_study_plans_every_arm_without_converting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
