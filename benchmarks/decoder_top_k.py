@@ -78,10 +78,10 @@ def arm_costs(settings: Settings, wanted: list[str]) -> None:
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
         c = result.costs
         print(
-            f"{label:8} {len(layers):>7} {result.params['head']:>12,} {c['load_seconds']:>7.1f} "
-            f"{c['train_seconds']:>8.1f} {c['train_seconds'] / config.train.steps:>7.2f} "
-            f"{c['eval_seconds']:>7.1f} {c['eval_texts_per_second']:>8.1f} {total:>8.1f} {cpu:>7.0f} "
-            f"{c['peak_memory_mb']:>8.0f} {result.average:>8.4f}",
+            f"{label:8} {len(layers):>7} {result.params['head']:>12,} {c.load_seconds:>7.1f} "
+            f"{c.train_seconds:>8.1f} {c.train_seconds / config.train.steps:>7.2f} "
+            f"{c.eval_seconds:>7.1f} {c.eval_texts_per_second:>8.1f} {total:>8.1f} {cpu:>7.0f} "
+            f"{c.peak_memory_mb:>8.0f} {result.average:>8.4f}",
             flush=True,
         )
 

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ def one_trial(label: str, config: TrialConfig) -> dict[str, Any]:
         "label": label,
         "wall": time.perf_counter() - start,
         "cpu": time.process_time() - cpu,
-        "costs": result.costs,
+        "costs": asdict(result.costs),
         "steps": config.train.steps,
         "curve": curve,
         "tasks": result.task_scores,

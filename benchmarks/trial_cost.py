@@ -63,10 +63,10 @@ def variant_costs(base: TrialConfig, variants: list[str]) -> None:
         total = time.perf_counter() - start
         c = result.costs
         print(
-            f"{name:8} {result.params['head']:>12,} {c['load_seconds']:>7.1f} "
-            f"{c['train_seconds']:>8.1f} {c['train_pairs_per_second']:>8.1f} "
-            f"{c['eval_seconds']:>7.1f} {c['eval_texts_per_second']:>8.0f} {total:>8.1f} "
-            f"{c['peak_memory_mb']:>8.0f} {result.average:>8.4f}",
+            f"{name:8} {result.params['head']:>12,} {c.load_seconds:>7.1f} "
+            f"{c.train_seconds:>8.1f} {c.train_pairs_per_second:>8.1f} "
+            f"{c.eval_seconds:>7.1f} {c.eval_texts_per_second:>8.0f} {total:>8.1f} "
+            f"{c.peak_memory_mb:>8.0f} {result.average:>8.4f}",
             flush=True,
         )
 

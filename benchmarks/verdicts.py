@@ -63,9 +63,10 @@ from dashboards.ablation_table import build_table  # noqa: E402
 from dashboards.records import StudyRecords, load_records  # noqa: E402
 from dashboards.report import write_report  # noqa: E402
 from dashboards.verdicts import ALPHA, BETTER, EQUIVALENT, ROPE, WORSE, verdict_kind  # noqa: E402
+from objectives.categories import Category  # noqa: E402
 from objectives.cli import one_line_errors  # noqa: E402
 from objectives.config import ConfigError  # noqa: E402
-from objectives.evidence import CLUSTERING, RETRIEVAL, STS, TaskEvidence, items_hash  # noqa: E402
+from objectives.evidence import TaskEvidence, items_hash  # noqa: E402
 from objectives.results import CATEGORIES, OBJECTIVE, TrialResult, category_means  # noqa: E402
 from objectives.task_folders import TASKS_DIR_ENV, resolve_tasks_dir  # noqa: E402
 from objectives.tasks import hub_offline  # noqa: E402
@@ -200,7 +201,7 @@ def task_models(structure: dict[str, dict[str, float]]) -> list[TaskModel]:
 def _slope(model: TaskModel) -> float:
     """For STS and clustering, the latent-to-raw slope that moves the score by about one unit per
     unit of latent quality at the task's measured mean (a finite difference on large samples)."""
-    if model.kind not in (STS, CLUSTERING):
+    if model.kind not in (Category.STS, Category.CLUSTERING):
         return 1.0
     rng = np.random.default_rng(0)
     big = dataclasses.replace(model, n=4000, trial_sd=0.0, item_sd=0.0, difficulty_sd=0.0)
@@ -216,14 +217,14 @@ def _evidence(
     """The task's evidence for one trial from its items' latent quality (fixed item identities)."""
     identity = items_hash(f"{model.name}:{i}" for i in range(n))
     item_rng = np.random.default_rng(abs(hash(model.name)) % 2**32)  # fixed per task: the items
-    if model.kind == STS:
+    if model.kind == Category.STS:
         gold = item_rng.uniform(0, 5, n)
         # The gold signal is scaled up where quality is high, over a fixed per-pair confusion:
         # Spearman rises with quality, and items differ in how well a model reads them.
         confusion = _noise_for_spearman(model.mean) * item_rng.standard_normal(n)
         similarity = (gold - 2.5) / 1.44 * np.exp(model.slope * latent) + confusion
-        return TaskEvidence(STS, identity, {"similarity": similarity, "gold": gold})
-    if model.kind == CLUSTERING:
+        return TaskEvidence(Category.STS, identity, {"similarity": similarity, "gold": gold})
+    if model.kind == Category.CLUSTERING:
         k = max(2, round(math.sqrt(n) / 2))
         labels = item_rng.integers(0, k, n)
         size = max(k, int(0.8 * n))
@@ -232,7 +233,7 @@ def _evidence(
         hit = rng.random((EXPERIMENTS, size)) < correct[drawn]
         assigned = np.where(hit, labels[drawn], rng.integers(0, k, (EXPERIMENTS, size)))
         arrays = {"labels": labels, "drawn": drawn, "assigned": assigned}
-        return TaskEvidence(CLUSTERING, identity, arrays)
+        return TaskEvidence(Category.CLUSTERING, identity, arrays)
     return TaskEvidence(model.kind, identity, {"values": model.mean + latent})
 
 
@@ -295,7 +296,7 @@ def simulate(models: list[TaskModel], design: Design, rng: np.random.Generator) 
                         difficulty[m.name]
                         + interaction[(arm, m.name)]
                         + shift
-                        + (effect if m.kind not in (STS, CLUSTERING) else 0.0)
+                        + (effect if m.kind not in (Category.STS, Category.CLUSTERING) else 0.0)
                         + rng.normal(0, m.item_sd, m.n)
                     )
                     evidence[m.name] = _evidence(m, latent, rng, m.n)
@@ -415,7 +416,7 @@ def _run(job: tuple[list[TaskModel], Design, int, int]) -> Tally:
                 if design.effect == 0 and interval is not None and interval.p is not None:
                     tally.tests += 1
                     tally.rejected += interval.p < ALPHA
-                if column == RETRIEVAL and row.arm == "arm 1":
+                if column == Category.RETRIEVAL and row.arm == "arm 1":
                     tally.calls[kind or "undecided"] += 1
                     if interval is not None and interval.low is not None:
                         tally.intervals += 1

@@ -183,7 +183,7 @@ def build_table(
 ) -> AblationTable:
     """Aggregate the study into the ablation table; arms with no finished seed get empty cells."""
     ropes = rope if isinstance(rope, Rope) else Rope() if rope is None else Rope(float(rope))
-    # Resampling multiplies small matrices, where BLAS threads only contend (25x slower on 2 cores).
+    # Resampling multiplies small matrices, where BLAS threads only contend with each other.
     with threadpool_limits(1):
         return _build(records, alpha, ropes)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.records import StudyRecords
+from objectives.results import COST_FIELDS, Costs
 from storage.study_records import read_result
 
-COST_KEYS: tuple[str, ...] = ("train_seconds", "eval_seconds", "load_seconds", "peak_memory_mb")
 PARAM_KEYS: tuple[str, ...] = ("total", "trainable", "head")
 
 
@@ -27,7 +27,7 @@ class ArmCost:
 
     arm: str
     complete: int
-    costs: dict[str, float | None]
+    costs: Costs
     params: dict[str, int | None]
 
 
@@ -53,7 +53,7 @@ def arm_costs(records: StudyRecords) -> list[ArmCost]:
     for arm in records.arms:
         done = records.complete(arm)
         results = [r for r in map(read_result, done) if r is not None]
-        costs = {k: _mean([r.costs.get(k) for r in results]) for k in COST_KEYS}
+        costs = Costs(**{k: _mean([getattr(r.costs, k) for r in results]) for k in COST_FIELDS})
         params = {k: _int(_mean([r.params.get(k) for r in results])) for k in PARAM_KEYS}
         rows.append(ArmCost(arm=arm, complete=len(done), costs=costs, params=params))
     return rows

@@ -272,14 +272,12 @@ def cost_figure(costs: list[ArmCost]) -> Figure:
     if not rows:
         return Figure(title, None, "no finished trial recorded costs")
     fig = go.Figure()
-    for key, label in (
-        ("train_seconds", "train"),
-        ("eval_seconds", "evaluate"),
-        ("load_seconds", "load"),
+    for label, seconds in (
+        ("train", [c.costs.train_seconds for c in rows]),
+        ("evaluate", [c.costs.eval_seconds for c in rows]),
+        ("load", [c.costs.load_seconds for c in rows]),
     ):
-        fig.add_trace(
-            go.Bar(x=[c.arm for c in rows], y=[c.costs.get(key) or 0.0 for c in rows], name=label)
-        )
+        fig.add_trace(go.Bar(x=[c.arm for c in rows], y=[s or 0.0 for s in seconds], name=label))
     fig.update_layout(
         title=title, barmode="stack", yaxis_title="seconds", height=360, margin={"t": 50}
     )

@@ -238,8 +238,8 @@ def _cost_table(costs: list[ArmCost]) -> str:
     headers += ["params total", "trainable", "head"]
     rows = [
         [c.arm, str(c.complete)]
-        + [fmt(c.costs[k]) for k in ("train_seconds", "eval_seconds", "load_seconds")]
-        + [fmt(c.costs["peak_memory_mb"])]
+        + [fmt(c.costs.train_seconds), fmt(c.costs.eval_seconds), fmt(c.costs.load_seconds)]
+        + [fmt(c.costs.peak_memory_mb)]
         + [fmt(c.params[k], 0) for k in ("total", "trainable", "head")]
         for c in costs
     ]

@@ -32,6 +32,7 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from objectives.config import ConfigError, ModelConfig
+from objectives.errors import one_line
 
 ALIASES = ("minilm", "smollm2-135m")
 PROBE_TEXT = "the cat sat on the mat"
@@ -42,6 +43,8 @@ PROBE_TOLERANCE = 1e-3
 
 class AttentionModeError(ConfigError):
     """The backbone does not realise the requested attention mode; retrying cannot help."""
+
+    stops_study = True
 
 
 def resolve_backbone(name: str) -> str:
@@ -168,7 +171,8 @@ def attention_kernels(device: str) -> contextlib.AbstractContextManager:
     """Fused attention without cuDNN's kernel on CUDA, a no-op elsewhere.
 
     cuDNN builds an execution plan for every new sequence length, and every batch of texts pads to
-    a new one: on an H100 that planning took more host time than the GPU spent on the step.
+    a new one, so the planning can cost more host time than the GPU spends on the step
+    (docs/DESIGN.md, "What makes a GPU step cheap").
     """
     if not str(device).startswith("cuda"):
         return contextlib.nullcontext()
@@ -184,7 +188,7 @@ def _load_config(name: str) -> PretrainedConfig:
 
 
 def _load_error(name: str, exc: Exception) -> ConfigError:
-    reason = " ".join(str(exc).split())[:200]
+    reason = one_line(exc, limit=200)
     return ConfigError(
         f"cannot load backbone {name!r} ({reason}); use an alias {list(ALIASES)}, a local model "
         "directory, or an HF model id with hub access (HF_HUB_OFFLINE unset)"
@@ -212,13 +216,18 @@ def ensure_eos(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ConfigError(f"the tokenizer of {name!r} is not a fast tokenizer; cannot append EOS")
-    append = processors.TemplateProcessing(
-        single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:1 {eos}:1", special_tokens=[(eos, eos_id)]
-    )
+    append = eos_appender(eos, eos_id)
     current = backend.post_processor
     backend.post_processor = append if current is None else processors.Sequence([current, append])
     if not _appends_eos(tokenizer):
         raise ConfigError(f"could not make the tokenizer of {name!r} append EOS")
+
+
+def eos_appender(eos: str, eos_id: int) -> processors.TemplateProcessing:
+    """A tokenizer post-processor that ends every text (and each text of a pair) with EOS."""
+    return processors.TemplateProcessing(
+        single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:1 {eos}:1", special_tokens=[(eos, eos_id)]
+    )
 
 
 def _appends_eos(tokenizer: PreTrainedTokenizerBase) -> bool:

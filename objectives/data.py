@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from objectives.config import ConfigError, TrainConfig
+from objectives.errors import one_line
 from objectives.tasks import (
     SUBSAMPLE_SEED,
     TaskDataError,
@@ -46,7 +47,7 @@ class Pair:
 
 @dataclass(frozen=True)
 class DevSlices:
-    """Held-out texts for the intermediate signal (see ``objectives.evaluation.dev_signal``).
+    """Held-out texts for the intermediate signal (see ``objectives.dev_signal``).
 
     ``sts``: (sentence1, sentence2, gold score) pairs; ``retrieval``: held-out training pairs
     whose query must rank its own positive first among all their positives and negatives.
@@ -116,7 +117,7 @@ def _open_table(source: str, path: Path) -> Any:
     try:
         return datasets.load_dataset(name, subset or None, split=split or "train")
     except Exception as exc:  # any load failure becomes one line naming the fix
-        reason = " ".join(str(exc).split())[:200]
+        reason = one_line(exc, limit=200)
         raise ConfigError(
             f"cannot load training data {source!r} ({reason}); set train.data to a local file or "
             "folder, or an HF dataset NAME[:SUBSET][@SPLIT] reachable from here"

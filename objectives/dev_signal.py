@@ -31,6 +31,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 from sklearn.neighbors import NearestCentroid
 
+from objectives.categories import Category
 from objectives.data import DevSlices, normalise
 from objectives.evaluation import TextEncoder
 from objectives.task_folders import SUBSAMPLE_SEED, read_jsonl, resolve_tasks_dir, task_folder
@@ -41,7 +42,7 @@ MRR_AT = 10
 # eight labels and its accuracy means more than chance.
 PER_LABEL = 4
 # The held-out labelled rows of each category's task folder: rows its evaluation did not sample.
-LABELLED_FILE = {"Classification": "train.jsonl", "Clustering": "test.jsonl"}
+LABELLED_FILE = {Category.CLASSIFICATION: "train.jsonl", Category.CLUSTERING: "test.jsonl"}
 
 
 @dataclass(frozen=True)
@@ -113,15 +114,15 @@ def dev_proxies(
     """Each category's proxy score (category -> value); categories without dev texts are absent."""
     proxies: dict[str, float] = {}
     if dev.slices.sts:
-        proxies["STS"] = _sts(encoder, dev.slices.sts, batch_size)
+        proxies[Category.STS] = _sts(encoder, dev.slices.sts, batch_size)
     if dev.slices.retrieval:
-        proxies["Retrieval"] = _mrr(encoder, dev.slices, batch_size, query_prompt)
+        proxies[Category.RETRIEVAL] = _mrr(encoder, dev.slices, batch_size, query_prompt)
     if dev.classification:
-        proxies["Classification"] = float(
+        proxies[Category.CLASSIFICATION] = float(
             np.mean([_centroid_accuracy(encoder, s, batch_size) for s in dev.classification])
         )
     if dev.clustering:
-        proxies["Clustering"] = float(
+        proxies[Category.CLUSTERING] = float(
             np.mean([_v_measure(encoder, s, batch_size) for s in dev.clustering])
         )
     if not proxies:

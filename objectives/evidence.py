@@ -29,7 +29,8 @@ import numpy as np
 import pytrec_eval
 from scipy.stats import rankdata
 
-STS, RETRIEVAL, CLASSIFICATION, CLUSTERING = "STS", "Retrieval", "Classification", "Clustering"
+from objectives.categories import Category
+
 NDCG = "ndcg_cut_10"
 SPLIT, SUBSET = "test", "default"
 
@@ -45,7 +46,13 @@ class TaskEvidence:
     @property
     def n_items(self) -> int:
         """How many test items a resample draws from."""
-        key = "gold" if self.kind == STS else "labels" if self.kind == CLUSTERING else "values"
+        key = (
+            "gold"
+            if self.kind == Category.STS
+            else "labels"
+            if self.kind == Category.CLUSTERING
+            else "values"
+        )
         return len(self.arrays[key])
 
     def score(self) -> float:
@@ -58,9 +65,9 @@ class TaskEvidence:
         The matrices are small: callers resampling many trials run this under
         ``threadpoolctl.threadpool_limits(1)``, as BLAS threads only add contention here.
         """
-        if self.kind == STS:
+        if self.kind == Category.STS:
             return _spearman_rows(self.arrays["similarity"][draws], self.arrays["gold"][draws])
-        if self.kind == CLUSTERING:
+        if self.kind == Category.CLUSTERING:
             return _v_measure_resampled(self.arrays, draws)
         return self.arrays["values"][draws].mean(axis=1)
 
@@ -83,7 +90,7 @@ def record_draws(tasks: Iterable[Any]) -> dict[str, RecordingRandom]:
     """Install a recorder on every local clustering task (same state, so the same draws)."""
     recorders = {}
     for task in tasks:
-        if task.metadata.type == CLUSTERING and _local_split(task) is not None:
+        if task.metadata.type == Category.CLUSTERING and _local_split(task) is not None:
             recorders[task.metadata.name] = task.rng_state = RecordingRandom(task.rng_state)
     return recorders
 
@@ -104,13 +111,13 @@ def collect(
             continue
         predicted = json.loads(path.read_text(encoding="utf-8"))[SUBSET][SPLIT]
         kind = task.metadata.type
-        if kind == STS:
+        if kind == Category.STS:
             evidence[name] = _sts(split, predicted)
-        elif kind == RETRIEVAL:
+        elif kind == Category.RETRIEVAL:
             evidence[name] = _retrieval(split, predicted)
-        elif kind == CLASSIFICATION:
+        elif kind == Category.CLASSIFICATION:
             evidence[name] = _classification(split, predicted)
-        elif kind == CLUSTERING and name in recorders:
+        elif kind == Category.CLUSTERING and name in recorders:
             evidence[name] = _clustering(split, predicted, recorders[name].draws)
     return evidence
 
@@ -133,7 +140,7 @@ def _sts(split: Any, predicted: dict[str, Any]) -> TaskEvidence:
     similarity = predicted.get("similarity_scores") or predicted["cosine_scores"]
     pairs = (f"{a}\t{b}" for a, b in zip(split["sentence1"], split["sentence2"], strict=True))
     return TaskEvidence(
-        STS,
+        Category.STS,
         items_hash(pairs),
         {"similarity": np.asarray(similarity, np.float64), "gold": np.asarray(split["score"])},
     )
@@ -145,14 +152,16 @@ def _retrieval(split: Any, predicted: dict[str, dict[str, float]]) -> TaskEviden
     per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(predicted)
     ndcg = [per_query.get(q, {}).get(NDCG, 0.0) for q in queries]
     identity = [*queries, "|", *sorted(split["corpus"]["id"])]
-    return TaskEvidence(RETRIEVAL, items_hash(identity), {"values": np.asarray(ndcg)})
+    return TaskEvidence(Category.RETRIEVAL, items_hash(identity), {"values": np.asarray(ndcg)})
 
 
 def _classification(split: Any, predicted: list[list[Any]]) -> TaskEvidence:
     gold = np.asarray([str(label) for label in split["label"]])
     hits = np.asarray([[str(p) for p in experiment] for experiment in predicted]) == gold
     return TaskEvidence(
-        CLASSIFICATION, items_hash(split["text"]), {"values": hits.mean(axis=0).astype(np.float64)}
+        Category.CLASSIFICATION,
+        items_hash(split["text"]),
+        {"values": hits.mean(axis=0).astype(np.float64)},
     )
 
 
@@ -164,7 +173,7 @@ def _clustering(split: Any, predicted: dict[str, Any], draws: list[list[int]]) -
         )
     _, labels = np.unique(np.asarray([str(x) for x in split["labels"]]), return_inverse=True)
     return TaskEvidence(
-        CLUSTERING,
+        Category.CLUSTERING,
         items_hash(split["text"]),
         {"labels": labels, "drawn": np.asarray(draws), "assigned": assigned},
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from objectives.categories import Category
 from objectives.config import ConfigError, EvalConfig
 from objectives.task_folders import discover_tasks
 
@@ -24,10 +25,10 @@ PROMPT_TEMPLATE = "Instruct: {instruction}\nQuery: "
 
 # By task type (mteb's ``metadata.type``); STS's is the released code's own wording.
 TYPE_DEFAULTS: dict[str, str] = {
-    "STS": "Retrieve semantically similar text.",
-    "Retrieval": QUERY_INSTRUCTION,
-    "Classification": "Classify the given text into its category",
-    "Clustering": "Identify the topic or category of the given text",
+    Category.STS: "Retrieve semantically similar text.",
+    Category.RETRIEVAL: QUERY_INSTRUCTION,
+    Category.CLASSIFICATION: "Classify the given text into its category",
+    Category.CLUSTERING: "Identify the topic or category of the given text",
 }
 # Tasks whose data says more than their type does (the offline default set and their MTEB twins).
 TASK_DEFAULTS: dict[str, str] = {
@@ -39,7 +40,7 @@ TASK_DEFAULTS: dict[str, str] = {
     "ArxivClusteringS2S": "Identify the category of arXiv papers from their titles",
 }
 # Types whose two sides are the same kind of text, so both carry the instruction.
-SYMMETRIC_TYPES = ("STS", "Classification", "Clustering")
+SYMMETRIC_TYPES = (Category.STS, Category.CLASSIFICATION, Category.CLUSTERING)
 
 
 def instruction_for(

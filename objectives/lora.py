@@ -17,6 +17,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from objectives.config import ConfigError, LoraSettings
+from objectives.errors import one_line
 
 ALL_LINEAR = "all-linear"
 
@@ -33,7 +34,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> PeftModel:
     try:
         return get_peft_model(model, lora_config)
     except ValueError as exc:
-        reason = " ".join(str(exc).split())[:200]
+        reason = one_line(exc, limit=200)
         raise ConfigError(f"model.lora.target_modules={targets}: {reason}") from None
 
 

@@ -23,6 +23,8 @@ from objectives.config import Attention, ConfigError, PoolingConfig
 from objectives.layers import resolve_layers
 
 Features = dict[str, torch.Tensor | tuple[torch.Tensor, ...]]
+# The ``PoolingConfig`` fields a latent resampler is built from.
+RESAMPLER_FIELDS = ("n_latents", "heads", "head_dim", "mlp_ratio")
 
 
 def head_precision(states: torch.Tensor) -> torch.Tensor:
@@ -152,6 +154,9 @@ class EosPooling(nn.Module):
     """The last layer's state of the last real token (the EOS a decoder tokenizer appends)."""
 
     needs_hidden_states = False
+    # The PoolingConfig fields (besides kind) the head is built from: two configs that differ
+    # only in others build the same head (search.space dedups arms by it).
+    config_fields: tuple[str, ...] = ()
 
     def forward(self, features: Features) -> torch.Tensor:
         return eos_states(features["last_hidden_state"], features["attention_mask"])
@@ -161,6 +166,7 @@ class MeanPooling(nn.Module):
     """The masked mean of the last layer's token states (sentence-transformers' default)."""
 
     needs_hidden_states = False
+    config_fields: tuple[str, ...] = ()
 
     def forward(self, features: Features) -> torch.Tensor:
         return masked_mean(features["last_hidden_state"], features["attention_mask"])
@@ -171,6 +177,7 @@ class LastLayerPooling(nn.Module):
     text), all real token states when bidirectional."""
 
     needs_hidden_states = False
+    config_fields = RESAMPLER_FIELDS
 
     def __init__(self, resampler: LatentResampler, causal: bool) -> None:
         super().__init__()
@@ -188,6 +195,13 @@ class MultiLayerPooling(nn.Module):
     """Resampler over one summary vector per selected layer, plus the layer-weight matrix W."""
 
     needs_hidden_states = True
+    config_fields = (
+        *RESAMPLER_FIELDS,
+        "layers",
+        "layer_summary",
+        "layer_weights",
+        "layer_weight_std",
+    )
 
     def __init__(
         self,
@@ -217,6 +231,14 @@ class MultiLayerPooling(nn.Module):
         if self.layer_weights is not None:
             stacked = stacked + self.layer_weights
         return self.resampler(stacked)
+
+
+HEADS: dict[str, type[nn.Module]] = {
+    "eos": EosPooling,
+    "mean": MeanPooling,
+    "last_layer": LastLayerPooling,
+    "multi_layer": MultiLayerPooling,
+}
 
 
 def build_pooling(

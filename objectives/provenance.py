@@ -104,6 +104,12 @@ def data_hashes(task_folders: dict[str, Path], training_data: str) -> dict[str, 
     return hashes
 
 
+def hub_record(metadata: Any) -> str:
+    """What stands for a hub task's hash (``metadata``: its mteb metadata): its pinned dataset
+    revision, since the hub pins the data it serves."""
+    return f"hub:{(metadata.dataset or {}).get('revision', 'unpinned')}"
+
+
 def _tree_hash(folder: Path) -> str:
     """One hash over every file under ``folder``, relative names included."""
     joined = "\n".join(f"{rel} {digest}" for rel, digest in folder_hashes(folder).items())
@@ -121,6 +127,5 @@ def trial_provenance(tasks: list[Any], tasks_dir: str | None, training_data: str
     hashes = data_hashes(folders, training_data)
     if not local:
         for task in tasks:
-            revision = (task.metadata.dataset or {}).get("revision", "unpinned")
-            hashes[f"task.{task.metadata.name}"] = f"hub:{revision}"
+            hashes[f"task.{task.metadata.name}"] = hub_record(task.metadata)
     return {"commit": git_commit(), "versions": versions(), "data": hashes}

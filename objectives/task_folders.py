@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from objectives.categories import Category
 from objectives.config import ConfigError
+from objectives.errors import one_line
 
 __all__ = [
     "FILES_OF_TYPE",
@@ -54,10 +56,10 @@ Texts = list[tuple[str, ...]]
 
 # The data files each task type needs in its folder (formats: shared/data/README.md).
 FILES_OF_TYPE: dict[str, tuple[str, ...]] = {
-    "STS": ("test.jsonl",),
-    "Retrieval": ("corpus.jsonl", "queries.jsonl", "qrels.jsonl"),
-    "Classification": ("train.jsonl", "test.jsonl"),
-    "Clustering": ("test.jsonl",),
+    Category.STS: ("test.jsonl",),
+    Category.RETRIEVAL: ("corpus.jsonl", "queries.jsonl", "qrels.jsonl"),
+    Category.CLASSIFICATION: ("train.jsonl", "test.jsonl"),
+    Category.CLUSTERING: ("test.jsonl",),
 }
 
 
@@ -91,7 +93,7 @@ def read_manifest(path: Path) -> Manifest:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = one_line(exc, first_line=True)
         raise TaskDataError(f"{path}: not a readable YAML manifest ({first})") from None
     if not isinstance(data, dict):
         raise TaskDataError(f"{path}: a manifest is a mapping with fields {list(_REQUIRED)}")

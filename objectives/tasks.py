@@ -36,9 +36,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from objectives.categories import CATEGORIES, Category
 from objectives.config import DEFAULT_TASKS, ONLINE_TASKS, ConfigError, EvalConfig
 from objectives.task_folders import (
-    FILES_OF_TYPE,
     SUBSAMPLE_SEED,
     TASKS_DIR_ENV,
     Manifest,
@@ -60,14 +60,16 @@ RETRIEVAL_TEXTS_PER_QUERY = 5
 # Where a local-only task (no ``mteb`` field) takes its metadata from: a registered MTEB task of the
 # same type whose main score is the type's usual one.
 METADATA_OF_TYPE: dict[str, str] = {
-    "STS": "STSBenchmark",
-    "Retrieval": "SciFact",
-    "Classification": "Banking77Classification",
-    "Clustering": "TwentyNewsgroupsClustering.v2",
+    Category.STS: "STSBenchmark",
+    Category.RETRIEVAL: "SciFact",
+    Category.CLASSIFICATION: "Banking77Classification",
+    Category.CLUSTERING: "TwentyNewsgroupsClustering.v2",
 }
-CATEGORY_OF_TYPE = {kind: kind for kind in FILES_OF_TYPE}
 # (text, label) columns of a local labelled task's data; a capped hub task's are renamed to them.
-LOCAL_COLUMNS = {"Classification": ("text", "label"), "Clustering": ("text", "labels")}
+LOCAL_COLUMNS = {
+    Category.CLASSIFICATION: ("text", "label"),
+    Category.CLUSTERING: ("text", "labels"),
+}
 
 _LABELLED = {"text": str, "label": (str, int)}
 _STS = {"sentence1": str, "sentence2": str, "score": (int, float)}
@@ -290,10 +292,10 @@ def _load_clustering(manifest: Manifest, config: EvalConfig, rng: random.Random)
 
 
 _LOADERS: dict[str, Callable[[Manifest, EvalConfig, random.Random], Any]] = {
-    "STS": _load_sts,
-    "Retrieval": _load_retrieval,
-    "Classification": _load_classification,
-    "Clustering": _load_clustering,
+    Category.STS: _load_sts,
+    Category.RETRIEVAL: _load_retrieval,
+    Category.CLASSIFICATION: _load_classification,
+    Category.CLUSTERING: _load_clustering,
 }
 
 
@@ -359,7 +361,7 @@ def cap_hub_task(task: Any, config: EvalConfig) -> None:
         task.load_data()
     kind, limit = task.metadata.type, config.max_texts
     by_subset = task.dataset
-    if kind != "Retrieval" and not task.metadata.is_multilingual:
+    if kind != Category.RETRIEVAL and not task.metadata.is_multilingual:
         by_subset = {"default": task.dataset}  # mteb keeps a monolingual task's splits bare
     rng = random.Random(f"{SUBSAMPLE_SEED}:{name}")
     capped = {}
@@ -367,13 +369,13 @@ def cap_hub_task(task: Any, config: EvalConfig) -> None:
         kept = {
             split: _cap_hub_split(kind, task, data, limit, rng) for split, data in splits.items()
         }
-        capped[subset] = kept if kind == "Retrieval" else DatasetDict(kept)
+        capped[subset] = kept if kind == Category.RETRIEVAL else DatasetDict(kept)
     task.dataset = capped
     if kind in LOCAL_COLUMNS:
         task.input_column_name, task.label_column_name = LOCAL_COLUMNS[kind]
-    if kind == "Classification":
+    if kind == Category.CLASSIFICATION:
         task.samples_per_label = config.samples_per_label
-    if kind == "Clustering":  # score exactly the capped texts, as a local clustering task
+    if kind == Category.CLUSTERING:  # score exactly the capped texts, as a local clustering task
         task.max_fraction_of_documents_to_embed = None
         task.max_document_to_embed = None
         task.max_documents_per_cluster = max(len(s) for d in capped.values() for s in d.values())
@@ -381,7 +383,7 @@ def cap_hub_task(task: Any, config: EvalConfig) -> None:
 
 def _cap_hub_split(kind: str, task: Any, data: Any, limit: int, rng: random.Random) -> Any:
     """One split of a hub task, capped as ``_LOADERS[kind]`` caps a local one."""
-    if kind == "STS":
+    if kind == Category.STS:
         return data.select(pick_rows(len(data), max(2, limit // 2), rng))
     if kind in LOCAL_COLUMNS:  # renamed to a local task's columns, which the evidence reads
         labels = [str(label) for label in data[task.label_column_name]]
@@ -428,17 +430,16 @@ def _hub_task(name: str, local: dict[str, Manifest]) -> Any:
         raise ConfigError(
             f"'{name}' is neither a local task ({where}) nor an MTEB task name"
         ) from None
-    if task.metadata.type not in CATEGORY_OF_TYPE:
+    if task.metadata.type not in CATEGORIES:
         raise ConfigError(
-            f"MTEB task '{name}' is of type {task.metadata.type}; "
-            f"supported: {sorted(CATEGORY_OF_TYPE)}"
+            f"MTEB task '{name}' is of type {task.metadata.type}; supported: {sorted(CATEGORIES)}"
         )
     return task
 
 
-def task_category(task: Any) -> str:
-    """The result category (STS, Retrieval, Classification, Clustering) of an mteb task."""
-    return CATEGORY_OF_TYPE[task.metadata.type]
+def task_category(task: Any) -> Category:
+    """The result category (STS, Retrieval, Classification, Clustering) of an mteb task: its type."""
+    return Category(task.metadata.type)
 
 
 def task_texts(task: Any) -> set[str]:

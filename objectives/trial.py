@@ -16,6 +16,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from objectives.backbone import attention_kernels
+from objectives.categories import Category
 from objectives.config import EvalConfig, TrialConfig, to_dict
 from objectives.data import (
     DevSlices,
@@ -34,7 +35,7 @@ from objectives.instructions import instructions_of
 from objectives.memory import peak_memory
 from objectives.model import EmbeddingModel
 from objectives.provenance import trial_provenance
-from objectives.results import TrialResult, category_means
+from objectives.results import Costs, TrialResult, category_means
 from objectives.tasks import load_tasks, resolve_tasks_dir, task_names, task_texts
 from objectives.training import train
 
@@ -55,10 +56,7 @@ def run_trial(
     steps and after the last step. The same seed gives the same data order, initialisation and
     result on CPU.
 
-    Costs: ``load_seconds`` (task files, pairs, dev slices, model), ``train_seconds`` (optimizer
-    steps only, not the dev signal), ``eval_seconds`` (the whole mteb run),
-    ``train_pairs_per_second``, ``eval_texts_per_second`` (distinct texts per second of encoding)
-    and ``peak_memory_mb`` (CUDA peak allocation, else the trial's peak RSS).
+    Costs: ``objectives.results.Costs``, every field recorded.
 
     ``save_to``: a directory to keep the scored model in, with the evaluation settings it was scored
     with, so ``python -m objectives.evaluate --model DIR`` reproduces the scores.
@@ -103,14 +101,12 @@ def _run(
                 sts=dev_sts(config.eval.tasks_dir, config.train.dev_pairs, evaluated),
                 retrieval=dev_pairs,
             ),
-            classification=labelled["Classification"],
-            clustering=labelled["Clustering"],
+            classification=labelled[Category.CLASSIFICATION],
+            clustering=labelled[Category.CLUSTERING],
         )
         origin = trial_provenance(tasks, config.eval.tasks_dir, source)
         model = EmbeddingModel.build(config.model, seed=config.seed, device=device)
         load_seconds = time.perf_counter() - start
-
-        intermediate: list[tuple[int, dict[str, float]]] = []
 
         def on_step(step: int) -> None:
             proxies = dev_proxies(
@@ -119,7 +115,6 @@ def _run(
                 batch_size=config.eval.batch_size,
                 query_prompt=config.model.query_prompt,
             )
-            intermediate.append((step, proxies))
             if report is not None:
                 report(step, proxies)
 
@@ -144,17 +139,15 @@ def _run(
         task_scores=evaluation.task_scores,
         category_scores=categories,
         average=sum(categories.values()) / len(categories),
-        costs={
-            "load_seconds": load_seconds,
-            "train_seconds": stats.seconds,
-            "eval_seconds": evaluation.seconds,
-            "train_pairs_per_second": stats.pairs / stats.seconds,
-            "eval_texts_per_second": evaluation.texts_encoded
-            / max(evaluation.encode_seconds, 1e-9),
-            "peak_memory_mb": peak(),
-        },
+        costs=Costs(
+            load_seconds=load_seconds,
+            train_seconds=stats.seconds,
+            eval_seconds=evaluation.seconds,
+            train_pairs_per_second=stats.pairs / stats.seconds,
+            eval_texts_per_second=evaluation.texts_encoded / max(evaluation.encode_seconds, 1e-9),
+            peak_memory_mb=peak(),
+        ),
         params=model.parameter_counts(),
-        intermediate=intermediate,
         config=_resolved(config, source, device, instructions),
         versions=origin["versions"],
         provenance={"commit": origin["commit"], "data": origin["data"]},

@@ -18,14 +18,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "model5": {"model.pooling.kind": "multi_layer", "model.attention": "bidirectional"},
 }
 
-DESCRIPTIONS: dict[str, str] = {
-    "model1": "EOS last-token pooling, causal attention",
-    "model2": "last-layer trainable pooling, causal attention",
-    "model3": "multi-layers trainable pooling, causal attention",
-    "model4": "last-layer trainable pooling, bidirectional attention",
-    "model5": "multi-layers trainable pooling, bidirectional attention (paper's best)",
-}
-
 
 def apply_variant(config: TrialConfig, name: str) -> TrialConfig:
     """Return ``config`` turned into paper variant ``name`` (model1..model5)."""

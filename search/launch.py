@@ -23,7 +23,7 @@ import ray
 from dashboards.verdicts import rope_argument
 from objectives.cli import EXIT_INTERRUPTED, Parser, one_line_errors
 from objectives.config import EvalConfig
-from objectives.errors import EXIT_INPUT, AblationError
+from objectives.errors import EXIT_INPUT, AblationError, one_line
 from objectives.presets import PRESETS
 from objectives.task_folders import TASKS_DIR_ENV, resolve_tasks_dir
 from objectives.tasks import hub_offline, load_tasks, task_category
@@ -371,7 +371,7 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
         print(f"error: {tracker.stopped}; the study was stopped", file=sys.stderr)
         return EXIT_INPUT
     for outcome in tracker.outcomes:
-        if outcome.state == "FAIL":
+        if outcome.state == optuna.trial.TrialState.FAIL:
             print(f"trial {outcome.trial_id} failed: {outcome.error}", file=sys.stderr)
     for error in tracker.side_errors:  # the table then has no reference row; a relaunch retries
         print(f"{error} (relaunch to retry)", file=sys.stderr)
@@ -403,7 +403,7 @@ def _start_ray(address: str | None) -> bool:
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise LaunchError(
-            f"cannot reach Ray at '{address}' ({runner.one_line(exc)}); start it with "
+            f"cannot reach Ray at '{address}' ({one_line(exc, typed=True)}); start it with "
             "`ray start --head` or fix --address (leave it out for a private local Ray)"
         ) from None
     return True

@@ -32,7 +32,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from objectives.results import CATEGORIES
+from objectives.categories import CATEGORIES, Category
 from search.plan_phrases import (
     PhraseError,
     Reading,
@@ -657,10 +657,10 @@ def _replacements(record: AblationRecord, action: str) -> tuple[list[Any], dict[
 
 
 _METRIC_WORDS = {
-    "STS": ("sts", "semantic textual similarity", "spearman", "similarity"),
-    "Retrieval": ("retr", "ndcg", "mrr", "map", "recall", "search"),
-    "Classification": ("clas", "accuracy", "f1"),
-    "Clustering": ("clus", "v measure", "nmi"),
+    Category.STS: ("sts", "semantic textual similarity", "spearman", "similarity"),
+    Category.RETRIEVAL: ("retr", "ndcg", "mrr", "map", "recall", "search"),
+    Category.CLASSIFICATION: ("clas", "accuracy", "f1"),
+    Category.CLUSTERING: ("clus", "v measure", "nmi"),
 }
 
 

@@ -19,9 +19,10 @@ from typing import Any, Literal
 import tomllib
 import yaml
 
+from objectives.categories import CATEGORIES
 from objectives.config import ConfigError
-from objectives.errors import AblationError
-from objectives.results import CATEGORIES, OBJECTIVE
+from objectives.errors import AblationError, one_line
+from objectives.results import OBJECTIVE
 from objectives.variants import VARIANTS
 
 __all__ = [
@@ -302,7 +303,7 @@ def load_plan(path: str | Path) -> Plan:
                 f"plan file '{path}' must end in .yaml, .yml or .toml (.md: a planner document)"
             )
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = one_line(exc, first_line=True)
         raise PlanError(f"plan file '{path}' is not valid {path.suffix[1:]}: {first}") from None
     if not isinstance(data, dict):
         raise PlanError(f"plan file '{path}' must hold a mapping with name, arms, baseline, ...")

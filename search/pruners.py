@@ -1,9 +1,9 @@
 """Pruning that respects the grid's design: seeds are paired, so a trial is judged by its own seed.
 
-A seed fixes the data order, LoRA and head initialisation of every arm. Measured on the `cpu`
-preset, two seeds of one arm differ by about 0.02 in the intermediate score while two arms of one
-seed differ by about 0.001, so Optuna's MedianPruner, which compares across seeds, cuts the low
-seeds of every arm and leaves the ablation table without its spread. Comparing with same-seed
+A seed fixes the data order, LoRA and head initialisation of every arm. On the small presets two
+seeds of one arm differ in the intermediate score by far more than two arms of one seed, so
+Optuna's MedianPruner, which compares across seeds, cuts the low seeds of every arm and leaves the
+ablation table without its spread. Comparing with same-seed
 trials cancels the seed effect; a margin keeps arms that are level with the others. When it may act
 at all (never at step 0, the last step or on the baseline) is the report bridge's rule
 (``search.runner.may_prune``); which cell runs first, so that a reference exists, the scheduler's.

@@ -26,6 +26,7 @@ import ray
 from optuna.trial import TrialState
 
 from objectives.config import TrialConfig, from_dict, to_dict
+from objectives.errors import AblationError, one_line
 from objectives.mteb_results import cell_revision, write_results
 from search import space
 from search.plans import Plan
@@ -45,10 +46,6 @@ from storage.study_records import (
     write_result_files,
     write_worker_time,
 )
-
-# Errors of a trial that hold for every cell of its study, so running more of them is waste: the
-# attention mode does not hold on the backbone, or the packaged decoder is not installed.
-STUDY_STOPPING = ("AttentionModeError", "DecoderUnavailableError")
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class Outcome:
     """What a task reports back to the driver (the study holds the full record)."""
 
     trial_id: int
-    state: str
+    state: TrialState
     value: float | None = None
     node: str | None = None
     error: str | None = None
@@ -164,12 +161,12 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
         except optuna.TrialPruned:
             clock.record(trial)
             frozen = study.tell(trial, state=TrialState.PRUNED)
-            return Outcome(trial_id, "PRUNED", frozen.value, node)
+            return Outcome(trial_id, TrialState.PRUNED, frozen.value, node)
         except Exception as exc:  # the trial failed, the service did not: record and go on
-            error = one_line(exc)
+            error = one_line(exc, typed=True)
             write_error(trial, error)
             study.tell(trial, state=TrialState.FAIL)
-            return Outcome(trial_id, "FAIL", None, node, error, stops_study(exc))
+            return Outcome(trial_id, TrialState.FAIL, None, node, error, stops_study(exc))
         write_result(trial, result)
         write_evidence(storage, trial_id, result.evidence)
         if job.results_dir:
@@ -180,7 +177,7 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
         if save_to is not None:
             write_model_dir(trial, save_to)
         study.tell(trial, value)
-        return Outcome(trial_id, "COMPLETE", value, node)
+        return Outcome(trial_id, TrialState.COMPLETE, value, node)
 
 
 def run_reference(job: Job) -> str | None:
@@ -196,7 +193,7 @@ def run_reference(job: Job) -> str | None:
         objective = job.plan.objective_value(result.task_scores, result.category_scores)
         write_reference(study, replace(result, objective=objective))
     except Exception as exc:  # reported by the launcher; the trials are unaffected
-        return one_line(exc)
+        return one_line(exc, typed=True)
     return None
 
 
@@ -268,19 +265,13 @@ def _model_dir(job: Job, arm: str, seed: int) -> Path:
 
 def stops_study(exc: BaseException) -> bool:
     """A trial error that every cell of the study would hit: the scheduler stops the study."""
-    return any(kind.__name__ in STUDY_STOPPING for kind in type(exc).__mro__)
+    return isinstance(exc, AblationError) and exc.stops_study
 
 
 def _node_id() -> str:
     if ray.is_initialized():  # asking outside Ray would start a Ray instance
         return ray.get_runtime_context().get_node_id()
     return f"local-{os.getpid()}"
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` -- what the ``error`` user attr and the logs show."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
 class _Heartbeat:

@@ -11,7 +11,8 @@ trial is failed and re-queued with the same params through the storage's retry c
 a launcher that died are failed by the heartbeat once their grace period passes and re-queued the
 same way. A trial error that every cell would hit (``search.runner.stops_study``) stops the study.
 
-A worker's first trial would pay some 15-20 s importing the training stack. ``warm_workers`` starts,
+A worker's first trial would pay for importing the training stack (seconds on a CPU box;
+``benchmarks/orchestration.py`` prints the service's overhead). ``warm_workers`` starts,
 as soon as Ray is up, one warm-up task per slot shaped like a cell (``search.runner.warm_up``); Ray
 hands a task an idle worker process of the same job when it has one, so the cells then run in those
 warmed processes. A warm-up holds its slot as a cell would: no trial is claimed for that slot until
@@ -32,8 +33,9 @@ import optuna
 import ray
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives.errors import one_line
 from search import space
-from search.runner import Job, Outcome, one_line, run_cell, run_reference, warm_up
+from search.runner import Job, Outcome, run_cell, run_reference, warm_up
 from storage import fail_stale_trials
 from storage.study_records import Cell, StoredTrial, read_cell, without_error, write_error
 
@@ -94,9 +96,9 @@ class RayBackend:
         try:
             return ray.get(handle)
         except ray.exceptions.RayTaskError as exc:
-            raise TaskRaised(one_line(exc.cause or exc)) from None
+            raise TaskRaised(one_line(exc.cause or exc, typed=True)) from None
         except ray.exceptions.RayError as exc:
-            raise WorkerDied(f"worker died: {one_line(exc)}") from None
+            raise WorkerDied(f"worker died: {one_line(exc, typed=True)}") from None
 
     def cancel(self, handle: Any) -> None:
         ray.cancel(handle, force=True)
@@ -132,7 +134,7 @@ def reference_task(job: Job, resources: Resources) -> SideTask:
         try:
             return ray.get(handle)
         except ray.exceptions.RayError as exc:
-            return one_line(exc)
+            return one_line(exc, typed=True)
 
     return SideTask("reference row", lambda: remote.remote(job), read)
 
@@ -302,10 +304,10 @@ class Scheduler:
                 outcome = self.backend.result(handle)
             except TaskRaised as exc:
                 fail_trial(self.storage, trial_id, str(exc))
-                outcome = Outcome(trial_id, "FAIL", error=str(exc))
+                outcome = Outcome(trial_id, TrialState.FAIL, error=str(exc))
             except WorkerDied as exc:
                 fail_and_retry(self.storage, self.study, trial_id, str(exc))
-                outcome = Outcome(trial_id, "FAIL", error=str(exc))
+                outcome = Outcome(trial_id, TrialState.FAIL, error=str(exc))
             self.tracker.outcomes.append(outcome)
             if outcome.stops_study and not self.tracker.stopped:
                 self.tracker.stopped = outcome.error

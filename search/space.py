@@ -24,8 +24,9 @@ from objectives.backbone import num_layers
 from objectives.config import ConfigError, TrialConfig, override, to_dict
 from objectives.data import pairs_source
 from objectives.layers import resolve_layers
+from objectives.pooling import HEADS
 from objectives.presets import preset_config
-from objectives.provenance import data_hashes
+from objectives.provenance import data_hashes, hub_record
 from objectives.tasks import discover_tasks, task_names
 from objectives.variants import VARIANTS, apply_variant
 from search.plans import Plan, PlanError
@@ -42,16 +43,6 @@ from storage.study_records import (
 )
 
 PRUNERS: tuple[str, ...] = ("median", "halving", "hyperband", "none")
-# The pooling fields each head kind ignores (objectives.pooling.build_pooling, pinned by a test):
-# two arms that differ only there build the same model. A field not listed always counts.
-_MULTI_LAYER = ("layers", "layer_summary", "layer_weights", "layer_weight_std")
-_RESAMPLER = ("n_latents", "heads", "head_dim", "mlp_ratio")
-POOLING_IGNORES: dict[str, tuple[str, ...]] = {
-    "eos": _RESAMPLER + _MULTI_LAYER,
-    "mean": _RESAMPLER + _MULTI_LAYER,
-    "last_layer": _MULTI_LAYER,
-    "multi_layer": (),
-}
 # Deeper than any backbone: a layer rule that fails here fails on every backbone.
 _ANY_DEPTH = 10_000
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -177,8 +168,11 @@ def _model_key(config: TrialConfig, layers: int | None) -> str:
     """The config with the layer rule resolved, so 'top_k:6' on 6 layers equals 'all', and the
     pooling fields its head kind ignores left out."""
     data = to_dict(config)
-    for name in POOLING_IGNORES.get(config.model.pooling.kind, ()):
-        data["model"]["pooling"].pop(name, None)
+    head = HEADS.get(config.model.pooling.kind)
+    if head is not None:  # two arms that differ only in fields their head ignores are one model
+        pooling = data["model"]["pooling"]
+        for name in set(pooling) - {"kind", *head.config_fields}:
+            del pooling[name]
     if config.model.pooling.kind == "multi_layer":
         assert layers is not None
         data["model"]["pooling"]["layers"] = list(
@@ -311,14 +305,14 @@ def study_data_hashes(config: TrialConfig) -> dict[str, str]:
     hashes = data_hashes({n: local[n].folder for n in names if n in local}, source)
     for name in names:
         if name not in local:
-            hashes[f"task.{name}"] = f"hub:{_hub_revision(name)}"
+            hashes[f"task.{name}"] = hub_record(_hub_metadata(name))
     return hashes
 
 
-def _hub_revision(name: str) -> str:
+def _hub_metadata(name: str) -> Any:
     import mteb  # only for hub tasks: its metadata, no download
 
-    return str((mteb.get_task(name).metadata.dataset or {}).get("revision", "unpinned"))
+    return mteb.get_task(name).metadata
 
 
 def cells(plan: Plan, arms: Arms) -> list[tuple[str, int]]:

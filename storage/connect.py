@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from objectives.errors import one_line
 from storage.urls import StorageError, parse_url, redact, resolve_url
 
 
@@ -58,11 +59,11 @@ def open_storage(
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=settings.heartbeat_interval,
                 grace_period=settings.grace_period,
-                **{_STALE_CALLBACK_KWARG: _retry_callback(settings.max_retry)},
+                **{_STALE_CALLBACK_KWARG: RETRY_CALLBACK(max_retry=settings.max_retry)},
             )
     except (RuntimeError, sa.exc.SQLAlchemyError) as exc:
         raise StorageError(
-            f"cannot use storage '{redact(parsed)}': {_first_line(exc)}; "
+            f"cannot use storage '{redact(parsed)}': {one_line(exc, first_line=True)}; "
             "if the schema is from another Optuna version run `optuna storage upgrade --storage URL`"
         ) from None
 
@@ -98,16 +99,16 @@ def _probe(parsed: URL, engine_kwargs: dict[str, Any]) -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except (OperationalError, DBAPIError) as exc:
-        raise StorageError(_explain(parsed, str(exc.orig or exc))) from None
+        raise StorageError(_explain(parsed, exc.orig or exc)) from None
     finally:
         engine.dispose()
 
 
-def _explain(parsed: URL, message: str) -> str:
+def _explain(parsed: URL, error: BaseException) -> str:
     where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
-    lowered = message.lower()
+    lowered = str(error).lower()
     if parsed.get_backend_name() == "sqlite":
-        return f"cannot open SQLite storage '{redact(parsed)}': {_first_line(message)}"
+        return f"cannot open SQLite storage '{redact(parsed)}': {one_line(error, first_line=True)}"
     if "does not exist" in lowered and "database" in lowered:
         return (
             f"database '{parsed.database}' does not exist on {where}; create it "
@@ -118,20 +119,17 @@ def _explain(parsed: URL, message: str) -> str:
     if "role" in lowered and "does not exist" in lowered:
         return f"PostgreSQL at {where} has no user '{parsed.username}'; create it or fix the URL"
     return (
-        f"cannot reach PostgreSQL at {where} ({_first_line(message)}); start the server "
+        f"cannot reach PostgreSQL at {where} ({one_line(error, first_line=True)}); start the server "
         "(e.g. `docker compose up -d postgres`) or fix the host/port in the storage URL"
     )
 
 
-def _first_line(exc: object) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].strip() if text else type(exc).__name__
-
-
-def _retry_callback(max_retry: int) -> Any:
-    # Optuna >= 4.9 renamed the callback; use whichever this installation has.
-    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    return (cls or optuna.storages.RetryFailedTrialCallback)(max_retry=max_retry)
+# Optuna >= 4.9 renamed RetryFailedTrialCallback (kept as a deprecated alias, same methods): the
+# callback the storage gets and the one whose ``retried_trial_number`` reads its lineage back.
+RETRY_CALLBACK: Any = (
+    getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    or optuna.storages.RetryFailedTrialCallback
+)
 
 
 _STALE_CALLBACK_KWARG = (

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypedDict
 
@@ -28,7 +28,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from objectives.results import ReferenceResult, TrialResult
+from objectives.results import COST_FIELDS, Costs, ReferenceResult, TrialResult
+from storage.connect import RETRY_CALLBACK
 from storage.evidence import read_evidence, write_evidence
 from storage.evidence import system_attrs as evidence_system_attrs
 
@@ -61,7 +62,6 @@ __all__ = [
     "read_study_record",
     "read_worker_time",
     "retried_from",
-    "retry_history",
     "suggest_cell",
     "without_error",
     "write_data_hashes",
@@ -323,7 +323,7 @@ def write_result(trial: UserAttrTarget, result: TrialResult) -> None:
     attrs: dict[str, Any] = {_AVERAGE: result.average}
     attrs.update({_SCORE + k: v for k, v in result.task_scores.items()})
     attrs.update({_CATEGORY + k: v for k, v in result.category_scores.items()})
-    attrs.update({_COST + k: v for k, v in result.costs.items()})
+    attrs.update({_COST + k: v for k, v in asdict(result.costs).items() if v is not None})
     attrs.update({_PARAMS + k: v for k, v in result.params.items()})
     attrs.update({_DATA + k: v for k, v in result.data.items()})
     attrs[_CONFIG] = result.config
@@ -347,7 +347,9 @@ def read_result(trial: FrozenTrial) -> TrialResult | None:
         task_scores=_prefixed(attrs, _SCORE, float),
         category_scores=_prefixed(attrs, _CATEGORY, float),
         average=float(attrs[_AVERAGE]),
-        costs=_prefixed(attrs, _COST, float),
+        costs=Costs(
+            **{k: v for k, v in _prefixed(attrs, _COST, float).items() if k in COST_FIELDS}
+        ),
         params=_prefixed(attrs, _PARAMS, int),
         config=dict(attrs.get(_CONFIG) or {}),
         versions=dict(attrs.get(_VERSIONS) or {}),
@@ -495,22 +497,8 @@ def read_worker_time(trial: FrozenTrial) -> WorkerTime | None:
 # --- evidence and retry lineage ------------------------------------------------------------------
 
 
-def _retry_callback() -> Any:
-    # Optuna >= 4.9 renamed RetryFailedTrialCallback (kept as a deprecated alias); same methods.
-    return getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or (
-        optuna.storages.RetryFailedTrialCallback
-    )
-
-
 def retried_from(trial: FrozenTrial) -> int | None:
     """The number of the original trial that ``trial`` retries, or ``None`` (Optuna's record)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _retry_callback().retried_trial_number(trial)
-
-
-def retry_history(trial: FrozenTrial) -> list[int]:
-    """The numbers of the trials ``trial`` retries, oldest first; ``[]`` for an original."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return list(_retry_callback().retry_history(trial))
+        return RETRY_CALLBACK.retried_trial_number(trial)

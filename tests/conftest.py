@@ -22,6 +22,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the PostgreSQL server is an integration test: it needs a running service, so it
+    is left out of the unit tier (``-m "not integration"``) like the launcher, Ray, Chromium and
+    subprocess tests, which are marked where they are written."""
+    for item in items:
+        if item.get_closest_marker("postgres") or "postgres_url" in item.fixturenames:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def tasks_dir() -> Path:
     """The shared benchmark data (``ABLATION_TASKS_DIR``, else ``../shared/data`` beside the repo)."""

@@ -24,7 +24,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives.evidence import TaskEvidence, items_hash
-from objectives.results import CATEGORIES, TrialResult, category_means
+from objectives.results import CATEGORIES, Costs, TrialResult, category_means
 from storage.study_records import (
     Cell,
     PlanRecord,
@@ -209,13 +209,13 @@ def _result(arm: ArmSpec, seed: int, rng: random.Random, shift: float) -> TrialR
         task_scores=scores,
         category_scores=categories,
         average=sum(categories.values()) / len(categories),
-        costs={
-            "train_seconds": 30.0 + rng.random(),
-            "eval_seconds": 10.0 + rng.random(),
-            "load_seconds": 1.5,
-            "peak_memory_mb": 900.0,
-            "train_pairs_per_second": 40.0,
-        },
+        costs=Costs(
+            train_seconds=30.0 + rng.random(),
+            eval_seconds=10.0 + rng.random(),
+            load_seconds=1.5,
+            peak_memory_mb=900.0,
+            train_pairs_per_second=40.0,
+        ),
         params={"total": 22_800_000, "trainable": 150_000, "head": 90_000},
         config={"train": {"steps": STEPS, "eval_every": EVAL_EVERY}, "seed": seed},
         versions={"optuna": optuna.__version__},

@@ -145,6 +145,7 @@ def _docker_daemon() -> str | None:
     return None
 
 
+@pytest.mark.integration
 @pytest.mark.docker
 def test_the_stack_runs_a_study_through_a_killed_worker(tasks_dir: Path) -> None:
     unavailable = _docker_daemon()

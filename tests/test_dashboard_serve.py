@@ -95,6 +95,7 @@ def _study(base: str, name: str) -> tuple[dict, dict]:
     return study, get_json(f"{base}/api/studies/{study['study_id']}")
 
 
+@pytest.mark.integration
 def test_dashboard_serves_a_smoke_study_with_its_pruned_trial(
     dashboard: str, postgres_url: str
 ) -> None:
@@ -130,6 +131,7 @@ def test_dashboard_serves_a_smoke_study_with_its_pruned_trial(
         assert page.status == 200 and b"<html" in page.read().lower()
 
 
+@pytest.mark.integration
 def test_dashboard_shows_failed_and_pruned_trials_of_a_contract_study(dashboard: str) -> None:
     _, detail = _study(dashboard, "dash-fixture")
     states = [t["state"] for t in detail["trials"]]
@@ -139,6 +141,7 @@ def test_dashboard_shows_failed_and_pruned_trials_of_a_contract_study(dashboard:
     assert any(a["key"] == "error" for a in failed["user_attrs"])
 
 
+@pytest.mark.integration
 def test_all_interfaces_needs_explicit_host_and_warns(sqlite_url: str) -> None:
     write_study(sqlite_url)
     with serving("--storage", sqlite_url, "--host", "0.0.0.0") as (proc, base):
@@ -148,6 +151,7 @@ def test_all_interfaces_needs_explicit_host_and_warns(sqlite_url: str) -> None:
     assert "warning: listening on all interfaces" in err
 
 
+@pytest.mark.integration
 def test_bad_storage_is_one_line_and_exit_2(postgres_url: str) -> None:
     missing = postgres_url.rsplit("/", 1)[0] + "/no_such_database_here"
     proc = subprocess.run(

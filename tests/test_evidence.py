@@ -11,9 +11,9 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import v_measure_score
 
+from objectives.categories import Category
 from objectives.config import EvalConfig
 from objectives.evaluation import CachedEncoder, evaluate
-from objectives.evidence import CLUSTERING, STS
 from objectives.model import EmbeddingModel
 from objectives.tasks import load_tasks
 from storage import open_storage
@@ -50,7 +50,7 @@ def test_a_resampled_sts_score_is_scipy_spearman_of_the_drawn_pairs(evaluation) 
         spearmanr(evidence.arrays["similarity"][row], evidence.arrays["gold"][row]).statistic
         for row in draws
     ]
-    assert evidence.kind == STS
+    assert evidence.kind == Category.STS
     np.testing.assert_allclose(evidence.resampled(draws), expected, atol=1e-12)
 
 
@@ -67,7 +67,7 @@ def test_a_resampled_clustering_score_is_sklearn_v_measure_with_positions_repeat
             for d, a in zip(drawn, assigned, strict=True)
         ]
     )
-    assert evidence.kind == CLUSTERING
+    assert evidence.kind == Category.CLUSTERING
     assert evidence.resampled(draw[None, :])[0] == pytest.approx(expected, abs=1e-9)
 
 

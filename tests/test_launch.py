@@ -16,6 +16,8 @@ from search.launch import main
 from storage.study_records import read_cell, read_node, read_reference, read_result
 from tests.search_helpers import by_cell, lean_args, trials
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parent.parent
 STUDY = "layer-weights.smoke.model5"
 LAUNCH = [sys.executable, "-m", "search.launch"]

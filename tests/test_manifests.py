@@ -130,6 +130,7 @@ def test_two_folders_with_one_name_and_a_missing_manifest_are_refused(
         load_tasks(EvalConfig(tasks=("Twin",), tasks_dir=str(tmp_path)))
 
 
+@pytest.mark.integration
 def test_a_launch_with_a_broken_manifest_exits_2_in_one_line_and_writes_nothing(
     tasks_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

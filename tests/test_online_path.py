@@ -158,9 +158,12 @@ def test_a_smoke_trial_trains_the_same_on_a_saved_dataset_a_parquet_file_and_jso
                 "train.data": sources[name],
             },
         )
-        result = run_trial(config, progress=False)
+        reports: list[tuple[int, dict[str, float]]] = []
+        result = run_trial(
+            config, lambda step, proxies, out=reports: out.append((step, proxies)), progress=False
+        )
         assert result.config["train"]["data"] == sources[name]
-        scores[name] = (result.task_scores, result.intermediate)
+        scores[name] = (result.task_scores, reports)
     assert scores["saved"] == scores["jsonl"] == scores["parquet"]
 
 

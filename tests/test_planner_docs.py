@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 
 from search import launch
 from search.launch import main
@@ -118,6 +119,7 @@ def test_the_verbatim_documents_are_two_studies_each_with_the_shipped_arms(plans
     )
 
 
+@pytest.mark.integration
 def test_the_verbatim_documents_dry_run_on_a_30_layer_decoder_and_write_nothing(
     plans: Path,
     decoder30: Path,
@@ -157,6 +159,7 @@ def test_the_verbatim_documents_dry_run_on_a_30_layer_decoder_and_write_nothing(
     assert not db.exists()
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_a_verbatim_section_runs_end_to_end_and_scores_a_new_task(
     plans: Path, tasks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -180,7 +183,7 @@ def test_a_verbatim_section_runs_end_to_end_and_scores_a_new_task(
     args += ["--pruner", "none"]  # both arms scored, whatever the smoke signal says
     assert main([*args, "--storage", url]) == 0
     found = trials(url, "multi-layers-pooling-trainable-layer-weights.smoke.model5")
-    assert sorted(read_cell(t).arm for t in found if t.state.name == "COMPLETE") == [
+    assert sorted(read_cell(t).arm for t in found if t.state == TrialState.COMPLETE) == [
         "W off",
         "W on",
     ]
@@ -521,6 +524,7 @@ def test_section_picks_one_study_by_title_or_name(plans: Path) -> None:
         read_planner_doc(doc, section="Widths")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
@@ -553,6 +557,7 @@ def test_bad_document_launches_are_one_line_exit_2_and_write_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.md"]
 
 
+@pytest.mark.integration
 def test_a_launch_lists_the_skipped_sections_and_runs_the_others(
     tasks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -570,6 +575,7 @@ def test_a_launch_lists_the_skipped_sections_and_runs_the_others(
     assert not db.exists()
 
 
+@pytest.mark.integration
 def test_when_no_section_maps_the_launch_is_one_line_exit_2(
     tasks_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
@@ -592,6 +598,7 @@ def test_when_no_section_maps_the_launch_is_one_line_exit_2(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wishes.md"]
 
 
+@pytest.mark.integration
 def test_offline_without_task_data_is_one_line_within_seconds(
     plans: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

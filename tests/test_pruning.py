@@ -28,6 +28,8 @@ from storage.study_records import (
 )
 from tests.search_helpers import LEAN, trials
 
+pytestmark = pytest.mark.integration
+
 STUDY = "tokens.smoke.model5"
 PLAN = (
     "name: tokens\nbaseline: 32 tokens\narms:\n"

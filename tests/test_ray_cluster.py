@@ -22,6 +22,8 @@ from storage import StorageSettings, open_storage
 from storage.study_records import read_node
 from tests.search_helpers import by_cell, lean_args, trials
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def two_nodes() -> Iterator[Cluster]:

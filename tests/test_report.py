@@ -82,6 +82,7 @@ def _chromium() -> str:
     return path
 
 
+@pytest.mark.integration
 def test_report_renders_in_chromium_with_table_and_plotly_charts(fixture_report) -> None:
     html = fixture_report["html"]
     ARTIFACTS.mkdir(exist_ok=True)

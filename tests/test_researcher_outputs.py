@@ -24,6 +24,8 @@ from storage.study_records import (
 )
 from tests.search_helpers import lean_args, trials
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_study_writes_mteb_results_and_models_that_rescore_to_the_stored_scores(
     tasks_dir: Path, tmp_path: Path, any_storage_url: str, capsys: pytest.CaptureFixture[str]

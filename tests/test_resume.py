@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search import scheduler, space
@@ -66,6 +67,7 @@ def _wait_for_one_complete_and_one_running(proc: subprocess.Popen, url: str, log
         time.sleep(0.5)
 
 
+@pytest.mark.integration
 def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
     tasks_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -95,6 +97,7 @@ def test_sigkilled_launcher_then_relaunch_completes_without_duplicates(
     assert read_cell(retry) == read_cell(dead)
 
 
+@pytest.mark.integration
 def test_ctrl_c_stops_cleanly_and_keeps_what_finished(
     tasks_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -123,6 +126,7 @@ def _running_ray_task(session: int, deadline: float) -> int:
     raise AssertionError("no Ray worker ran a trial")
 
 
+@pytest.mark.integration
 def test_a_sigkilled_ray_worker_fails_its_trial_and_the_launcher_reruns_the_cell(
     tasks_dir: Path, sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -15,6 +15,8 @@ from dashboards.records import load_records
 from dashboards.verdicts import BETTER, WORSE, verdict_kind
 from search.launch import main
 
+pytestmark = pytest.mark.integration
+
 PLAN = """\
 name: eval-batch
 description: the same model scored with two evaluation batch sizes

@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from objectives.backbone import AttentionModeError
 from objectives.config import ConfigError
 from search import scheduler, space
 from search.plans import get_plan
@@ -22,10 +23,6 @@ from tests.search_helpers import InlineBackend
 
 SEEDS = 2
 PLAN = replace(get_plan("layer-weights"), seeds=SEEDS)  # baseline "W on", other arm "W off"
-
-
-class AttentionModeError(ConfigError):
-    """Stands for objectives.backbone's: the requested attention mode does not hold."""
 
 
 def _study(url: str) -> tuple[optuna.storages.RDBStorage, optuna.Study]:
@@ -48,7 +45,7 @@ def _worker(study: optuna.Study, events: list, outcome: Callable | None = None) 
         if outcome is not None:
             return outcome(study, trial, arm)
         study.tell(trial, 0.5)
-        return Outcome(trial_id, "COMPLETE", 0.5)
+        return Outcome(trial_id, TrialState.COMPLETE, 0.5)
 
     return cell
 
@@ -119,7 +116,7 @@ def test_a_trial_error_every_cell_would_hit_stops_the_study(sqlite_url: str) -> 
     def fail(study: optuna.Study, trial: optuna.Trial, arm: str) -> Outcome:
         study.tell(trial, state=TrialState.FAIL)
         return Outcome(
-            trial._trial_id, "FAIL", error=f"AttentionModeError: {error}", stops_study=True
+            trial._trial_id, TrialState.FAIL, error=f"AttentionModeError: {error}", stops_study=True
         )
 
     events: list = []
@@ -142,7 +139,7 @@ def test_a_dead_worker_fails_its_trial_and_the_cell_runs_again(sqlite_url: str) 
             died.append(trial._trial_id)
             raise scheduler.WorkerDied("worker died: node lost")
         study.tell(trial, 0.5)
-        return Outcome(trial._trial_id, "COMPLETE", 0.5)
+        return Outcome(trial._trial_id, TrialState.COMPLETE, 0.5)
 
     backend = InlineBackend(_worker(study, events, once_dead))
     tracker = _run(storage, study, backend, gated=True, concurrency=2)
@@ -150,7 +147,7 @@ def test_a_dead_worker_fails_its_trial_and_the_cell_runs_again(sqlite_url: str) 
     assert dead.state == TrialState.FAIL and read_error(dead) == "worker died: node lost"
     complete = [read_cell(t) for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(complete) == sorted((arm, seed) for arm in ("W on", "W off") for seed in (0, 1))
-    assert [o.state for o in tracker.outcomes].count("FAIL") == 1
+    assert [o.state for o in tracker.outcomes].count(TrialState.FAIL) == 1
 
 
 def test_a_slot_whose_worker_is_still_warming_up_takes_no_cell_until_it_is_done(
@@ -194,7 +191,7 @@ def test_a_study_with_warming_workers_runs_every_cell_once(sqlite_url: str) -> N
     assert sorted(cell for _, cell in events) == sorted(
         (arm, seed) for arm in ("W on", "W off") for seed in range(SEEDS)
     )
-    assert [o.state for o in tracker.outcomes] == ["COMPLETE"] * 4
+    assert [o.state for o in tracker.outcomes] == [TrialState.COMPLETE] * 4
 
 
 def _side(log: list, error: str | None = None) -> scheduler.SideTask:
@@ -241,7 +238,7 @@ def test_a_side_task_runs_once_in_a_slot_no_cell_can_use(sqlite_url: str) -> Non
     assert len(run.backend.submitted) == 2 and log == ["started"] and run.busy() == 3
     tracker = run.run()
     assert log == ["started", "read"] and tracker.side_errors == []
-    assert [o.state for o in tracker.outcomes] == ["COMPLETE"] * 4
+    assert [o.state for o in tracker.outcomes] == [TrialState.COMPLETE] * 4
 
 
 def test_a_side_task_waits_for_a_free_slot_and_its_error_is_kept(sqlite_url: str) -> None:

@@ -14,7 +14,7 @@ import torch
 from optuna.trial import TrialState
 
 from objectives.config import PoolingConfig
-from objectives.pooling import build_pooling
+from objectives.pooling import HEADS, build_pooling
 from objectives.provenance import trial_provenance
 from objectives.tasks import load_tasks
 from search import space
@@ -318,4 +318,4 @@ def test_the_pooling_fields_a_head_kind_ignores_are_exactly_those_the_model_key_
     base = PoolingConfig(kind=kind, **TINY_HEAD)
     for name, value in CHANGED.items():
         same = _head_signature(base) == _head_signature(dataclasses.replace(base, **{name: value}))
-        assert same == (name in space.POOLING_IGNORES[kind]), (kind, name)
+        assert same == (name not in HEADS[kind].config_fields), (kind, name)

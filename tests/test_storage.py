@@ -57,6 +57,7 @@ def _spawn(target, *args) -> mp.Process:
     return process
 
 
+@pytest.mark.integration
 def test_two_processes_write_concurrently_and_everything_reads_back(any_storage_url: str) -> None:
     name = f"concurrent-{time.time_ns()}"
     optuna.create_study(
@@ -75,6 +76,7 @@ def test_two_processes_write_concurrently_and_everything_reads_back(any_storage_
         assert trial.value == trial.params["x"]
 
 
+@pytest.mark.integration
 def test_killed_worker_trial_is_failed_and_retried_without_losing_finished(
     any_storage_url: str,
 ) -> None:
@@ -146,9 +148,10 @@ def test_dropped_connections_lose_no_finished_trial(postgres_url: str) -> None:
         ("not a url", "is not a database URL"),
         ("sqlite:///:memory:", "would lose every trial"),
         ("postgresql://u:secret@127.0.0.1:1/db", "cannot reach PostgreSQL at 127.0.0.1:1"),
-        (
+        pytest.param(
             "postgresql+psycopg://postgres:secret@127.0.0.1:5432/{missing}",
             "does not exist on 127.0.0.1:5432",
+            marks=pytest.mark.integration,  # the server answers that the database is missing
         ),
     ],
 )

@@ -9,6 +9,7 @@ must not turn int keys, ints or floats into something else).
 from __future__ import annotations
 
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ import pytest
 from optuna.trial import TrialState
 
 from objectives.evidence import TaskEvidence, items_hash
-from objectives.results import TrialResult
+from objectives.results import Costs, TrialResult
 from storage import open_storage
+from storage.connect import RETRY_CALLBACK
 from storage.study_records import (
     Cell,
     PlanRecord,
@@ -42,7 +44,6 @@ from storage.study_records import (
     read_study_record,
     read_worker_time,
     retried_from,
-    retry_history,
     suggest_cell,
     without_error,
     write_dev_curve,
@@ -90,7 +91,7 @@ RESULT = TrialResult(
     task_scores={"STS14": 0.61, "SciFactSubset": 0.42},
     category_scores={"STS": 0.61, "Retrieval": 0.42},
     average=0.515,
-    costs={"train_seconds": 12.5, "eval_seconds": 3.25, "peak_memory_mb": 900.0},
+    costs=Costs(train_seconds=12.5, eval_seconds=3.25, peak_memory_mb=900.0),
     params={"total": 22_800_000, "trainable": 150_000, "head": 90_000},
     config={"seed": 1, "train": {"steps": 8, "eval_every": 2}},
     versions={"optuna": optuna.__version__},
@@ -206,10 +207,17 @@ def test_a_study_written_before_the_records_existed_reads_as_defaults(sqlite_url
     assert read_result(old) is None and read_dropped_overlap(old) is None
     assert read_dev_curves(old) == {} and read_evidence(old) == {}
     assert read_result_files(old) == [] and read_model_dir(old) is None
-    assert read_node(old) is None and retried_from(old) is None and retry_history(old) == []
+    assert read_node(old) is None and retried_from(old) is None and _retry_history(old) == []
     assert read_pruned(old) is None and read_worker_time(old) is None
     assert read_pruned(pruned) == Pruned(step=4, gap=None)
     assert read_error(old) is None and read_error(failed) == "ValueError: bad"
+
+
+def _retry_history(trial: optuna.trial.FrozenTrial) -> list[int]:
+    """Optuna's own record of the trials ``trial`` retries, oldest first."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return list(RETRY_CALLBACK.retry_history(trial))
 
 
 def test_retry_lineage_is_optunas_record_through_the_storages_retry_callback(
@@ -230,7 +238,7 @@ def test_retry_lineage_is_optunas_record_through_the_storages_retry_callback(
     assert read_error(first) == "heartbeat lost (attempt 0)"
     assert read_error(second) == "heartbeat lost (attempt 1)"
     assert third.state == TrialState.WAITING and read_error(third) is None
-    assert retried_from(first) is None and retry_history(first) == []
+    assert retried_from(first) is None and _retry_history(first) == []
     assert retried_from(second) == retried_from(third) == first.number
-    assert retry_history(third) == [first.number, second.number]
+    assert _retry_history(third) == [first.number, second.number]
     assert read_cell(third) == Cell("W off", 1) and read_node(third) == "node-a"

@@ -109,6 +109,6 @@ def test_a_scored_trial_whose_objective_is_nan_fails_and_says_which_task(
 
     outcome = runner.run_cell(job, trial_id)
 
-    assert outcome.state == "FAIL" and "SICK-R scored NaN" in outcome.error
+    assert outcome.state == TrialState.FAIL and "SICK-R scored NaN" in outcome.error
     frozen = storage.get_trial(trial_id)
     assert frozen.state == TrialState.FAIL and read_error(frozen) == outcome.error
