@@ -177,6 +177,7 @@ _KNOB_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(_KNOB_CASES))
 def test_variants_and_knobs_train_on_the_real_decoder(smollm2_dir: str, case: str) -> None:
     from objectives.config import TrialConfig, override
@@ -248,6 +249,7 @@ def test_short_real_fine_tune_through_run_trial(smollm2_dir: str, tasks_dir: Pat
     assert result.costs.train_seconds > 0 and result.costs.eval_texts_per_second > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("study", "expected"),
     [

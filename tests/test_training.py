@@ -162,6 +162,7 @@ def test_gradient_checkpointing_trains_the_same_model(tiny_decoder_dir: Path) ->
     torch.testing.assert_close(trained[1], trained[0])
 
 
+@pytest.mark.slow
 def test_fine_tuning_minilm_raises_sick_r_spearman_over_the_random_head(tasks_dir: Path) -> None:
     """The cpu preset's fine-tune (30 steps; multi-layer pooling, random 8x512 head) on the real
     pairs. Fewer steps do not do: W starts N(0, 1) as in the released code, and the first steps

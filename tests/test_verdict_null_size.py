@@ -17,6 +17,9 @@ import pytest
 
 from dashboards.verdicts import paired_interval
 
+# Thousands of simulated tests per case: minutes of CPU, so out of the unit tier (CI runs it).
+pytestmark = pytest.mark.slow
+
 ITEMS, DRAWS, SIMULATIONS = 80, 200, 2000
 
 # Standard errors that each term contributes to one seed-averaged difference with 1 seed:
