@@ -86,12 +86,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The CPU preset in which a real decoder learns: SmolLM2-135M turned into an embedding model in
     # minutes, so a study on the 2-core box ends with arms that learned and verdicts that can be
-    # decided (the README main job: pooling-attention, model4 vs model5, 3 seeds). Sized so that
-    # two trials side by side fit a 30-minute study; costs and learning curves per arm:
-    # benchmarks/learning_preset.py. What it can conclude: how the bidirectional arms compare
-    # after a short fine-tune on this preset's STS and retrieval subsets, not the paper's
-    # converged numbers. The causal arms (model1-3) start from the EOS state and need many more
-    # steps than this preset gives them.
+    # decided (the README main job: layer-range, first-third vs all, 3 seeds). Sized so that two
+    # trials side by side fit a 30-minute study; costs and learning curves per arm:
+    # benchmarks/learning_preset.py. What it can conclude: how arms that learn here compare after
+    # a short fine-tune on this preset's STS and retrieval subsets, not the paper's converged
+    # numbers. The causal arms (model1-3) start from the EOS state and need many more steps than
+    # this preset gives them, so the learning test flags them.
     "cpu-learn": {
         "model.backbone": "smollm2-135m",
         # The training pairs are short sentences (most under 32 tokens); SciFact documents are
