@@ -534,27 +534,32 @@ def main(argv: list[str] | None = None) -> None:
         tally = run_design(models, design, args.power_studies, args.workers)
         print(f"{seeds:>5} seeds: {rate(tally.calls[EQUIVALENT], tally.studies)}", flush=True)
 
-    print(
-        f"\npower for arm 1 on Retrieval ('better'; wrong sign = 'worse'), {ARMS} arms, the "
-        f"others at no effect, Holm over the whole study ({args.power_studies} studies a point):"
-    )
-    print(f"{'effect':>7}" + "".join(f"{f'{s} seeds':>24}" for s in POWER_SEEDS))
     power = None
-    for effect in POWER_EFFECTS:
-        line = f"{effect:>7}"
-        for seeds in POWER_SEEDS:
-            tally = run_design(
-                models, Design(seeds, effect=effect), args.power_studies, args.workers
-            )
-            wrong = tally.calls[WORSE]
-            line += f"{tally.calls[BETTER] / tally.studies:>15.3f} (wrong {wrong:>3})"
-            if effect == EFFECT and seeds == 3:
-                power = tally.calls[BETTER] / tally.studies
-        print(line, flush=True)
+    if args.power_studies:  # --power-studies 0: the size rows only
+        print(
+            f"\npower for arm 1 on Retrieval ('better'; wrong sign = 'worse'), {ARMS} arms, the "
+            f"others at no effect, Holm over the whole study ({args.power_studies} studies a point):"
+        )
+        print(f"{'effect':>7}" + "".join(f"{f'{s} seeds':>24}" for s in POWER_SEEDS))
+        for effect in POWER_EFFECTS:
+            line = f"{effect:>7}"
+            for seeds in POWER_SEEDS:
+                tally = run_design(
+                    models, Design(seeds, effect=effect), args.power_studies, args.workers
+                )
+                wrong = tally.calls[WORSE]
+                line += f"{tally.calls[BETTER] / tally.studies:>15.3f} (wrong {wrong:>3})"
+                if effect == EFFECT and seeds == 3:
+                    power = tally.calls[BETTER] / tally.studies
+            print(line, flush=True)
     print(f"simulated in {time.perf_counter() - start:.0f} s")
     print(
         f"verdicts: false-positive rate {headline:.3f} (goal <= 0.05), "
-        f"power {power:.2f} at effect {EFFECT} with 3 seeds"
+        + (
+            f"power {power:.2f} at effect {EFFECT} with 3 seeds"
+            if power is not None
+            else "power not run"
+        )
     )
 
 
