@@ -218,22 +218,11 @@ def read_jsonl(
     return rows
 
 
-def pick_rows(
-    size: int, limit: int | None, rng: random.Random, texts: Texts | None = None
-) -> list[int]:
-    """``limit`` of ``range(size)`` drawn without replacement, in order (all when no limit).
-
-    ``texts`` (each row's texts) asks for the held-out draw of ``EvalConfig.holdout``: the same
-    draw first, then ``limit`` rows drawn from those sharing no text with it (``held_out``).
-    """
+def pick_rows(size: int, limit: int | None, rng: random.Random) -> list[int]:
+    """``limit`` of ``range(size)`` drawn without replacement, in order (all when no limit)."""
     if limit is None or limit >= size:
-        picked = list(range(size))
-    else:
-        picked = sorted(rng.sample(range(size), limit))
-    if texts is None:
-        return picked
-    rest = held_out(texts, picked)
-    return [rest[i] for i in pick_rows(len(rest), limit, rng)]
+        return list(range(size))
+    return sorted(rng.sample(range(size), limit))
 
 
 def held_out(texts: Texts, picked: list[int], shown: Iterable[str] = ()) -> list[int]:
@@ -254,16 +243,9 @@ def row_texts(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> Texts:
     return [tuple(str(row[f]) for f in fields) for row in rows]
 
 
-def sample_rows(
-    rows: list[dict[str, Any]],
-    limit: int | None,
-    rng: random.Random,
-    holdout: tuple[str, ...] = (),
-) -> list[dict[str, Any]]:
-    """``limit`` rows drawn without replacement, in file order (all rows when no limit);
-    ``holdout``: the fields holding a row's texts, for the held-out draw (``pick_rows``)."""
-    texts = row_texts(rows, holdout) if holdout else None
-    return [rows[i] for i in pick_rows(len(rows), limit, rng, texts)]
+def sample_rows(rows: list[Any], limit: int | None, rng: random.Random) -> list[Any]:
+    """``limit`` rows drawn without replacement, in file order (all rows when no limit)."""
+    return [rows[i] for i in pick_rows(len(rows), limit, rng)]
 
 
 def sample_labelled(

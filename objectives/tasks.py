@@ -126,7 +126,11 @@ def _load_sts(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any
 
     rows = read_jsonl(manifest.folder / "test.jsonl", _STS)
     limit = None if config.max_texts is None else max(2, config.max_texts // 2)
-    rows = sample_rows(rows, limit, rng, ("sentence1", "sentence2") if config.holdout else ())
+
+    def draw(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+        return sample_rows(rows, limit, rng)
+
+    rows = _sample_splits({"test": rows}, draw, ("sentence1", "sentence2"), config, rng)["test"]
     data = Dataset.from_dict(
         {
             "sentence1": [r["sentence1"] for r in rows],
@@ -240,7 +244,7 @@ def _load_classification(manifest: Manifest, config: EvalConfig, rng: random.Ran
         split: read_jsonl(manifest.folder / f"{split}.jsonl", _LABELLED)
         for split in ("train", "test")
     }
-    splits = _sample_labelled_splits(splits, config, rng)
+    splits = _sample_labelled(splits, config, rng)
     data = {
         split: Dataset.from_dict(
             {"text": [r["text"] for r in rows], "label": [str(r["label"]) for r in rows]}
@@ -254,21 +258,39 @@ def _load_classification(manifest: Manifest, config: EvalConfig, rng: random.Ran
     )
 
 
-def _sample_labelled_splits(
+def _sample_labelled(
     splits: dict[str, list[dict[str, Any]]], config: EvalConfig, rng: random.Random
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each split's seeded subset (``sample_labelled``); with ``config.holdout``, as many rows
-    again from each split sharing no text with any split's subset: a classifier fitted on the
-    study's training texts would otherwise have seen a held-out test text."""
-    sampled = {s: sample_labelled(rows, config.max_texts, rng) for s, rows in splits.items()}
+    """Labelled splits sampled keeping label shares (``sample_labelled``), as ``_sample_splits``."""
+
+    def draw(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+        return sample_labelled(rows, config.max_texts, rng)
+
+    return _sample_splits(splits, draw, ("text",), config, rng)
+
+
+Draw = Callable[[list[dict[str, Any]], random.Random], list[dict[str, Any]]]
+
+
+def _sample_splits(
+    splits: dict[str, list[dict[str, Any]]],
+    draw: Draw,
+    fields: tuple[str, ...],
+    config: EvalConfig,
+    rng: random.Random,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each split's seeded subset (``draw``); with ``config.holdout``, a second draw from each
+    split's rows sharing no text (``fields``) with any split's subset: a classifier fitted on the
+    study's training texts would otherwise have seen a held-out test text, and STS benchmarks
+    reuse a sentence across pairs."""
+    sampled = {split: draw(rows, rng) for split, rows in splits.items()}
     if not config.holdout:
         return sampled
-    shown = {str(r["text"]) for rows in sampled.values() for r in rows}
-    held = {}
-    for split, rows in splits.items():
-        rest = [rows[i] for i in held_out(row_texts(rows, ("text",)), [], shown)]
-        held[split] = sample_labelled(rest, config.max_texts, rng)
-    return held
+    shown = {t for rows in sampled.values() for row in row_texts(rows, fields) for t in row}
+    return {
+        split: draw([rows[i] for i in held_out(row_texts(rows, fields), [], shown)], rng)
+        for split, rows in splits.items()
+    }
 
 
 def _load_clustering(manifest: Manifest, config: EvalConfig, rng: random.Random) -> Any:
@@ -276,7 +298,7 @@ def _load_clustering(manifest: Manifest, config: EvalConfig, rng: random.Random)
     from mteb.abstasks.clustering import AbsTaskClustering
 
     rows = read_jsonl(manifest.folder / "test.jsonl", _LABELLED)
-    rows = _sample_labelled_splits({"test": rows}, config, rng)["test"]
+    rows = _sample_labelled({"test": rows}, config, rng)["test"]
     data = Dataset.from_dict(
         {"text": [r["text"] for r in rows], "labels": [str(r["label"]) for r in rows]}
     )
