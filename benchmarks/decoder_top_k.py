@@ -4,7 +4,7 @@ fine-tuning does to the STSBenchmark score of EOS pooling versus multi-layer poo
 Two sections, each optional:
 
 - ``--arms``: one full ``run_trial`` per arm of the ``top-k-layers`` study (top 4, 8, 16, all),
-  built exactly as the launcher builds them (``search.space.resolve_arms``): load / train / eval
+  built exactly as the launcher builds them (``search.arms.resolve_arms``): load / train / eval
   seconds, seconds per step, the process's CPU seconds (on a shared, busy machine wall time
   overstates the cost; CPU seconds / threads is what a quiet machine would take), peak memory,
   head parameters and the trial's average score;
@@ -31,19 +31,21 @@ from pathlib import Path
 
 import torch
 
+from search.arms import resolve_arms
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
-from objectives.config import TrialConfig, override  # noqa: E402
-from objectives.evaluation import CachedEncoder, evaluate  # noqa: E402
-from objectives.layers import resolve_layers  # noqa: E402
-from objectives.model import EmbeddingModel  # noqa: E402
-from objectives.presets import preset_config  # noqa: E402
-from objectives.tasks import load_tasks  # noqa: E402
-from objectives.trial import run_trial  # noqa: E402
-from objectives.variants import apply_variant  # noqa: E402
+from objectives.config.presets import preset_config  # noqa: E402
+from objectives.config.trial_config import TrialConfig, override  # noqa: E402
+from objectives.config.variants import apply_variant  # noqa: E402
+from objectives.evaluation.mteb_tasks import load_tasks  # noqa: E402
+from objectives.evaluation.scoring import CachedEncoder, evaluate  # noqa: E402
+from objectives.model.embedding_model import EmbeddingModel  # noqa: E402
+from objectives.model.layers import resolve_layers  # noqa: E402
+from objectives.trial.run import run_trial  # noqa: E402
+from search.arms import Choices  # noqa: E402
 from search.plans import get_plan  # noqa: E402
-from search.space import Settings, resolve_arms  # noqa: E402
 
 PRESET = "cpu-decoder"
 STS_TASK = "STSBenchmark"
@@ -53,7 +55,7 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def arm_costs(settings: Settings, wanted: list[str]) -> None:
+def arm_costs(settings: Choices, wanted: list[str]) -> None:
     """One full trial per ``top-k-layers`` arm, as a study would run it (seed 0)."""
     arms = resolve_arms(get_plan("top-k-layers"), settings)
     for skipped in arms.skipped:
@@ -135,7 +137,7 @@ def main() -> None:
         args.tasks_dir or os.environ.get("ABLATION_TASKS_DIR") or REPO.parent / "shared" / "data"
     )
     changes = tuple(tuple(item.split("=", 1)) for item in args.set)
-    settings = Settings(preset=PRESET, tasks_dir=tasks_dir, changes=changes)
+    settings = Choices(preset=PRESET, tasks_dir=tasks_dir, changes=changes)
     base = override(preset_config(PRESET, {"eval.tasks_dir": tasks_dir}), dict(changes))
     threads = base.threads or torch.get_num_threads()
     print(

@@ -24,7 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
-from objectives.memory import peak_memory  # noqa: E402
+from objectives.trial.memory import peak_memory  # noqa: E402
 
 DEFAULT_DATA = (
     Path(os.environ.get("ABLATION_TASKS_DIR", REPO.parent / "shared" / "data"))
@@ -67,9 +67,9 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from objectives.backbone import resolve_backbone
-    from objectives.config import ModelConfig, PoolingConfig
-    from objectives.model import EmbeddingModel
+    from objectives.config.trial_config import ModelConfig, PoolingConfig
+    from objectives.model.backbone import resolve_backbone
+    from objectives.model.embedding_model import EmbeddingModel
 
     sentences = load_sentences(args.data, args.limit)
     config = ModelConfig(

@@ -18,7 +18,7 @@ per text for model5), and so is the cached path's extra forward pass (recomputat
 activation checkpointing's, is not model work). With LoRA the backward computes no gradient for
 the frozen weights, so the work done is nearer 4 than 6 x parameters x tokens: the 6 is the
 usual convention (and the issue's), read the figure with that in mind. ``--max-tokens`` lists
-token budgets of one forward pass (length-bucketed passes, ``objectives.training.forward_passes``;
+token budgets of one forward pass (length-bucketed passes, ``objectives.training.loop.forward_passes``;
 0 is one pass per micro-batch): the variants table is printed for each, the widths for the first.
 
     python benchmarks/gpu_recipe.py --preset gpu --steps 3
@@ -53,14 +53,14 @@ from transformers import (
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
-from objectives.backbone import attention_kernels  # noqa: E402
-from objectives.config import TrialConfig, override  # noqa: E402
-from objectives.data import load_pairs, pairs_source  # noqa: E402
-from objectives.model import EmbeddingModel  # noqa: E402
-from objectives.presets import preset_config  # noqa: E402
-from objectives.tasks import read_jsonl, resolve_tasks_dir  # noqa: E402
-from objectives.training import train  # noqa: E402
-from objectives.variants import apply_variant  # noqa: E402
+from objectives.config.presets import preset_config  # noqa: E402
+from objectives.config.trial_config import TrialConfig, override  # noqa: E402
+from objectives.config.variants import apply_variant  # noqa: E402
+from objectives.evaluation.mteb_tasks import read_jsonl, resolve_tasks_dir  # noqa: E402
+from objectives.model.backbone import attention_kernels  # noqa: E402
+from objectives.model.embedding_model import EmbeddingModel  # noqa: E402
+from objectives.training.loop import train  # noqa: E402
+from objectives.training.pairs import load_pairs, pairs_source  # noqa: E402
 
 EOS = "</s>"
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s from NVIDIA's datasheets, by a fragment of

@@ -3,12 +3,12 @@ runs them, with the dev learning curve of each and the untrained reference.
 
 For each chosen arm of a shipped study (default: ``pooling-attention``, model4 and model5, on the
 ``cpu-learn`` preset), one full ``run_trial`` with the config the launcher builds
-(``search.space.resolve_arms``), ``--parallel`` trials at a time in separate processes (as Ray
+(``search.arms.resolve_arms``), ``--parallel`` trials at a time in separate processes (as Ray
 runs two one-thread trials on 2 cores). Printed per arm: seconds per training step, load / train /
 eval / whole-trial seconds, the process's CPU seconds, peak memory, the dev composite (the
-intermediate value a study stores: mean of the category proxies of ``objectives.dev_signal``) at
+intermediate value a study stores: mean of the category proxies of ``objectives.training.dev_signal``) at
 every report, and the test scores per task. Then the reference row every study shows (the
-untrained backbone with mean pooling on the same texts, ``objectives.reference``) and the load
+untrained backbone with mean pooling on the same texts, ``objectives.evaluation.reference``) and the load
 average seen while it ran (min / max of the 1-minute figure, sampled every 10 s): on a shared
 machine seconds depend on the load, CPU seconds much less.
 
@@ -37,9 +37,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
-from objectives.config import TrialConfig  # noqa: E402
+from objectives.config.trial_config import TrialConfig  # noqa: E402
+from search.arms import Choices, resolve_arms  # noqa: E402
 from search.plans import get_plan  # noqa: E402
-from search.space import Settings, resolve_arms  # noqa: E402
 
 
 def _csv(value: str) -> list[str]:
@@ -48,8 +48,8 @@ def _csv(value: str) -> list[str]:
 
 def one_trial(label: str, config: TrialConfig) -> dict[str, Any]:
     """Run one trial in this (worker) process; its costs, dev curve and scores as plain data."""
-    from objectives.dev_signal import composite
-    from objectives.trial import run_trial
+    from objectives.training.dev_signal import composite
+    from objectives.trial.run import run_trial
 
     curve: list[tuple[int, float, float]] = []
     start = time.perf_counter()
@@ -75,7 +75,7 @@ def one_trial(label: str, config: TrialConfig) -> dict[str, Any]:
 
 def one_reference(config: TrialConfig) -> dict[str, Any]:
     """The study's reference row, scored in this (worker) process."""
-    from objectives.reference import score_reference
+    from objectives.evaluation.reference import score_reference
 
     cpu = time.process_time()
     ref = score_reference(config)
@@ -122,7 +122,7 @@ def main() -> None:
         args.tasks_dir or os.environ.get("ABLATION_TASKS_DIR") or REPO.parent / "shared" / "data"
     )
     changes = tuple(tuple(item.split("=", 1)) for item in args.set)
-    settings = Settings(preset=args.preset, tasks_dir=tasks_dir, changes=changes)
+    settings = Choices(preset=args.preset, tasks_dir=tasks_dir, changes=changes)
     arms = resolve_arms(get_plan(args.study), settings)
     configs = {label: replace(arms.configs[label], seed=args.seed) for label in args.arms}
     base = arms.base

@@ -34,10 +34,13 @@ import optuna
 import ray
 from optuna.trial import TrialState
 
-from objectives.config import TrialConfig, from_dict
-from objectives.trial import run_trial
-from search import launch, runner, space
+from objectives.config.trial_config import TrialConfig, from_dict
+from objectives.trial.run import run_trial
+from search import launch
+from search.arms import Choices, resolve_arms
 from search.plans import get_plan, load_plan
+from search.study import with_seed
+from search.worker import job_configs
 from storage.study_records import Cell, WorkerTime, read_cell, read_worker_time
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,17 +69,17 @@ def _launch(argv: list[str]) -> float:
 
 def overhead(tasks_dir: str, seeds: int, folder: Path) -> None:
     plan = get_plan("layer-weights")
-    settings = space.Settings(preset="smoke", tasks_dir=tasks_dir)
-    arms = space.resolve_arms(plan, settings)
-    configs = runner.job_configs(arms.configs, 1.0)
+    settings = Choices(preset="smoke", tasks_dir=tasks_dir)
+    arms = resolve_arms(plan, settings)
+    configs = job_configs(arms.configs, 1.0)
     cells = [(arm, seed) for seed in range(seeds) for arm in arms.labels]
 
-    run_trial(space.with_seed(from_dict(TrialConfig, configs[cells[0][0]]), 0, {}), None, False)
+    run_trial(with_seed(from_dict(TrialConfig, configs[cells[0][0]]), 0, {}), None, False)
     bare: dict[Cell, float] = {}  # warm: imports and first-call costs paid above
     bare_cpu: dict[Cell, float] = {}
     for arm, seed in cells:
         start, cpu = time.perf_counter(), time.process_time()
-        run_trial(space.with_seed(from_dict(TrialConfig, configs[arm]), seed, {}), None, False)
+        run_trial(with_seed(from_dict(TrialConfig, configs[arm]), seed, {}), None, False)
         bare[Cell(arm, seed)] = time.perf_counter() - start
         bare_cpu[Cell(arm, seed)] = time.process_time() - cpu
 

@@ -32,10 +32,10 @@ LORA = {"r": 16, "alpha": 32, "dropout": 0.1, "targets": ["query", "key", "value
 
 
 def ours(pairs: list, args: argparse.Namespace) -> float:
-    """Seconds of optimizer steps of ``objectives.training.train``."""
-    from objectives.config import LoraSettings, ModelConfig, PoolingConfig, TrainConfig
-    from objectives.model import EmbeddingModel
-    from objectives.training import train
+    """Seconds of optimizer steps of ``objectives.training.loop.train``."""
+    from objectives.config.trial_config import LoraSettings, ModelConfig, PoolingConfig, TrainConfig
+    from objectives.model.embedding_model import EmbeddingModel
+    from objectives.training.loop import train
 
     lora = LoraSettings(LORA["r"], LORA["alpha"], LORA["dropout"], tuple(LORA["targets"]))
     model = EmbeddingModel.build(
@@ -65,7 +65,7 @@ def theirs(pairs: list, args: argparse.Namespace, output_dir: Path) -> float:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from objectives.backbone import resolve_backbone
+    from objectives.model.backbone import resolve_backbone
 
     model = SentenceTransformer(resolve_backbone("minilm"), device="cpu")
     model.max_seq_length = args.max_length
@@ -121,8 +121,8 @@ def padded_tokens(pairs: list, args: argparse.Namespace) -> dict[str, float]:
     ones, over our first ``--steps`` batches: what a CPU step costs, whatever the load."""
     from transformers import AutoTokenizer
 
-    from objectives.backbone import resolve_backbone
-    from objectives.data import batches, token_budget_chunks
+    from objectives.model.backbone import resolve_backbone
+    from objectives.training.pairs import batches, token_budget_chunks
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm"))
     stream = batches(pairs, args.batch_size, seed=0)
@@ -169,7 +169,7 @@ def main() -> None:
 
     import tempfile
 
-    from objectives.data import load_pairs
+    from objectives.training.pairs import load_pairs
 
     pairs = [p for p in load_pairs(str(TASKS_DIR / "train" / "pairs.jsonl")) if p.negative]
     best = {"ours": float("inf"), "sentence-transformers": float("inf")}

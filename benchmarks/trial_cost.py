@@ -35,15 +35,15 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
-from objectives.config import TrialConfig, override  # noqa: E402
-from objectives.data import cap_pairs, load_pairs, pairs_source  # noqa: E402
-from objectives.memory import peak_memory  # noqa: E402
-from objectives.model import EmbeddingModel  # noqa: E402
-from objectives.pooling import LatentResampler  # noqa: E402
-from objectives.presets import preset_config  # noqa: E402
-from objectives.training import train  # noqa: E402
-from objectives.trial import run_trial  # noqa: E402
-from objectives.variants import apply_variant  # noqa: E402
+from objectives.config.presets import preset_config  # noqa: E402
+from objectives.config.trial_config import TrialConfig, override  # noqa: E402
+from objectives.config.variants import apply_variant  # noqa: E402
+from objectives.model.embedding_model import EmbeddingModel  # noqa: E402
+from objectives.model.pooling import LatentResampler  # noqa: E402
+from objectives.training.loop import train  # noqa: E402
+from objectives.training.pairs import cap_pairs, load_pairs, pairs_source  # noqa: E402
+from objectives.trial.memory import peak_memory  # noqa: E402
+from objectives.trial.run import run_trial  # noqa: E402
 
 
 def _csv(value: str) -> list[str]:

@@ -65,11 +65,11 @@ from dashboards.report import write_report  # noqa: E402
 from dashboards.verdicts import ALPHA, BETTER, EQUIVALENT, ROPE, WORSE, verdict_kind  # noqa: E402
 from objectives.categories import Category  # noqa: E402
 from objectives.cli import one_line_errors  # noqa: E402
-from objectives.config import ConfigError  # noqa: E402
-from objectives.evidence import TaskEvidence, items_hash  # noqa: E402
-from objectives.results import CATEGORIES, OBJECTIVE, TrialResult, category_means  # noqa: E402
-from objectives.task_folders import TASKS_DIR_ENV, resolve_tasks_dir  # noqa: E402
-from objectives.tasks import hub_offline  # noqa: E402
+from objectives.config.trial_config import ConfigError  # noqa: E402
+from objectives.evaluation.evidence import TaskEvidence, items_hash  # noqa: E402
+from objectives.evaluation.mteb_tasks import hub_offline  # noqa: E402
+from objectives.evaluation.task_files import TASKS_DIR_ENV, resolve_tasks_dir  # noqa: E402
+from objectives.trial.results import CATEGORIES, OBJECTIVE, TrialResult, category_means  # noqa: E402
 from storage.study_records import (  # noqa: E402
     ArmRecord,
     Cell,
@@ -126,8 +126,8 @@ def measured_trials(args: argparse.Namespace) -> list[TrialResult]:
             f"to measure have no tasks: pass --tasks-dir DIR (the layout of shared/data) or set "
             f"{TASKS_DIR_ENV}, or measure a stored study with --study NAME --storage URL"
         )
-    from objectives.presets import preset_config
-    from objectives.trial import run_trial
+    from objectives.config.presets import preset_config
+    from objectives.trial.run import run_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = preset_config(

@@ -45,8 +45,8 @@ from dashboards.verdicts import (
     verdict_kind,
     wilcoxon_across_tasks,
 )
-from objectives.evidence import TaskEvidence
-from objectives.results import CATEGORIES, OBJECTIVE, ReferenceResult
+from objectives.evaluation.evidence import TaskEvidence
+from objectives.trial.results import CATEGORIES, OBJECTIVE, ReferenceResult
 from storage.study_records import Pruned, read_evidence, read_pruned, read_result
 
 BOOTSTRAP_DRAWS = 200

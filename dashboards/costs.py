@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.records import StudyRecords
-from objectives.results import COST_FIELDS, Costs
+from objectives.trial.results import COST_FIELDS, Costs
 from storage.study_records import read_result
 
 PARAM_KEYS: tuple[str, ...] = ("total", "trainable", "head")

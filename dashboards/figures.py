@@ -24,7 +24,7 @@ from dashboards.ablation_table import AblationTable
 from dashboards.costs import ArmCost
 from dashboards.records import StudyRecords, arm_of, category_score, seed_of
 from dashboards.verdicts import BETTER, EQUIVALENT, WORSE, verdict_kind
-from objectives.results import CATEGORIES, OBJECTIVE
+from objectives.trial.results import CATEGORIES, OBJECTIVE
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MIN_TRIALS_FOR_IMPORTANCE = 4

@@ -1,6 +1,6 @@
 """What produced a study's numbers, as the report header states it: commit, libraries, data hashes.
 
-Each finished trial records its own in its result (``objectives.provenance``: ``provenance`` holds
+Each finished trial records its own in its result (``objectives.trial.provenance``: ``provenance`` holds
 the commit and data hashes, ``versions`` the libraries; read with ``storage.study_records``). A
 table is only as comparable as the trials behind it, so the header states each value once when
 every finished trial agrees and lists every variant with its trial count when they do not, with a

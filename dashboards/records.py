@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives.errors import AblationError
-from objectives.results import ReferenceResult
+from objectives.trial.results import ReferenceResult
 from storage import StorageError, open_storage, redact, resolve_url
 from storage.study_records import (
     PlanRecord,
@@ -42,7 +42,7 @@ class StudyRecords:
     preset: str | None
     backbone: str | None
     trials: list[FrozenTrial]
-    # The untrained backbone's scores on the same texts (objectives.reference); None if not scored.
+    # The untrained backbone's scores on the same texts (objectives.evaluation.reference); None if not scored.
     reference: ReferenceResult | None = None
 
     @property

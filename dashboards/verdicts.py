@@ -6,7 +6,7 @@ difference behaves like ``d[s, i] = effect + a_s + u_i + e_si``: a seed effect `
 noise), an arm x item interaction ``u_i`` that every seed shares (items on which the arm is
 consistently better or worse), and seed x item noise ``e_si``. The seed means' sample variance
 estimates ``var(a) + var(e) / m`` with ``n - 1`` degrees of freedom; it misses ``var(u) / m``,
-which a paired bootstrap over each task's test items (``objectives.evidence``; the same draws for
+which a paired bootstrap over each task's test items (``objectives.evaluation.evidence``; the same draws for
 both arms and every seed) estimates from hundreds of items, as in a crossed random-effects ANOVA:
 the variance of the seed-averaged difference over draws minus the within-seed part / (n - 1).
 
@@ -54,7 +54,7 @@ from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 
 from objectives.errors import AblationError
-from objectives.results import CATEGORIES, OBJECTIVE
+from objectives.trial.results import CATEGORIES, OBJECTIVE
 
 __all__ = [
     "ALPHA",

@@ -20,7 +20,7 @@ class AblationError(Exception):
 
     exit_code: int = EXIT_INPUT
     # True for an error of a trial that every cell of its study would hit, so the scheduler stops
-    # the study instead of running more cells into it (``search.runner.stops_study``).
+    # the study instead of running more cells into it (``search.worker.stops_study``).
     stops_study: bool = False
 
 

@@ -22,16 +22,27 @@ import ray
 
 from dashboards.verdicts import rope_argument
 from objectives.cli import EXIT_INTERRUPTED, Parser, one_line_errors
-from objectives.config import EvalConfig
+from objectives.config.presets import PRESETS
+from objectives.config.trial_config import EvalConfig
+from objectives.config.variants import VARIANTS
 from objectives.errors import EXIT_INPUT, AblationError, one_line
-from objectives.presets import PRESETS
-from objectives.task_folders import TASKS_DIR_ENV, resolve_tasks_dir
-from objectives.tasks import hub_offline, load_tasks, task_category
-from objectives.variants import VARIANTS
-from search import runner, scheduler, space
+from objectives.evaluation.mteb_tasks import hub_offline, load_tasks, task_category
+from objectives.evaluation.task_files import TASKS_DIR_ENV, resolve_tasks_dir
+from search import scheduler
+from search.arms import Arms, Choices, resolve_arms
 from search.planner_docs import PlanDocument, read_plan_document
 from search.plans import STUDIES, Plan, get_plan, load_plan
 from search.progress import LiveProgress, describe_plan, print_table
+from search.pruners import PRUNERS, Pruning
+from search.study import (
+    FINISHED,
+    PENDING,
+    default_study_name,
+    enqueue_missing,
+    prepare_study,
+    shortfall,
+)
+from search.worker import Job, job_configs
 from storage import StorageSettings, open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
 from storage.study_records import read_dropped_overlap, read_reference
@@ -100,17 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="config override applied to every arm, e.g. train.steps=20 (repeatable)",
     )
-    parser.add_argument("--pruner", default="median", choices=space.PRUNERS)
+    parser.add_argument("--pruner", default="median", choices=PRUNERS)
     parser.add_argument(
         "--prune-after",
         type=_positive_int,
-        default=space.Pruning.startup,
+        default=Pruning.startup,
         help="finished same-seed trials before the median pruner acts (default %(default)s)",
     )
     parser.add_argument(
         "--prune-margin",
         type=_non_negative_float,
-        default=space.Pruning.margin,
+        default=Pruning.margin,
         help="prune only trials this far below their seed's median score (default %(default)s)",
     )
     parser.add_argument(
@@ -123,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-models",
         action="store_true",
         help="keep each finished cell's model under RESULTS_DIR/models (re-score it with "
-        "python -m objectives.evaluate --model DIR)",
+        "python -m objectives.evaluation.saved_model --model DIR)",
     )
     parser.add_argument(
         "--rope",
@@ -159,8 +170,8 @@ class Launch:
 
     args: argparse.Namespace
     plan: Plan
-    arms: space.Arms
-    settings: space.Settings
+    arms: Arms
+    settings: Choices
     name: str
     url: str
     storage_settings: StorageSettings
@@ -244,14 +255,14 @@ def _validate(
     changes = [_parse_set(item) for item in args.changes]
     if args.tasks:
         changes.append(("eval.tasks", args.tasks))
-    settings = space.Settings(
+    settings = Choices(
         preset=args.preset,
         base=args.base,
         model=args.model,
         tasks_dir=str(tasks_dir) if tasks_dir else None,
         changes=tuple(changes),
     )
-    arms = space.resolve_arms(plan, settings)
+    arms = resolve_arms(plan, settings)
     if args.address and args.address != "auto" and not args.dry_run:
         _probe_ray(args.address)  # before the storage, which SQLite would create
     if arms.base.eval not in scored:  # reads every task file: a broken one fails here
@@ -272,15 +283,13 @@ def _validate(
     )
 
 
-def _default_name(
-    args: argparse.Namespace, plan: Plan, settings: space.Settings, holdout: bool
-) -> str:
+def _default_name(args: argparse.Namespace, plan: Plan, settings: Choices, holdout: bool) -> str:
     """The default study name; a subset of arms (``--arms``) gets its own, so two subsets of one
     study never meet under one name (a relaunch with other arms would be refused), and so does
     the same study scored on held-out texts (``eval.holdout``, suffix ``.holdout``)."""
     if args.arms:
         plan = replace(plan, name=f"{plan.name}.{'+'.join(a.label for a in plan.arms)}")
-    name = space.default_study_name(plan, settings)
+    name = default_study_name(plan, settings)
     return f"{name}.holdout" if holdout else name
 
 
@@ -306,15 +315,15 @@ def _run_all(launches: list[Launch], storage: optuna.storages.RDBStorage) -> int
 
 def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     plan, arms = launch.plan, launch.arms
-    study = space.prepare_study(storage, launch.name, plan, arms, launch.settings)
-    added = space.enqueue_missing(study, plan, arms)
+    study = prepare_study(storage, launch.name, plan, arms, launch.settings)
+    added = enqueue_missing(study, plan, arms)
     describe_plan(plan, arms, launch.name, phrases=launch.phrases)
     print(f"storage {redact(launch.url)}: {len(added)} trials queued now", flush=True)
     code = 0
     # No Ray when all is done, unless the study still lacks its reference row.
-    if study.get_trials(deepcopy=False, states=space.PENDING) or read_reference(study) is None:
+    if study.get_trials(deepcopy=False, states=PENDING) or read_reference(study) is None:
         code = _execute(launch, storage, study)
-    if code == 0 and space.shortfall(study, plan, arms, space.FINISHED):
+    if code == 0 and shortfall(study, plan, arms, FINISHED):
         code = EXIT_FAILED
     print_table(launch.name, launch.url, rope=launch.args.rope)
     _print_dropped(study)
@@ -339,18 +348,18 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             gpus_per_trial=args.gpus_per_trial,
             max_concurrent=args.max_concurrent or _default_concurrency(args.cpus_per_trial),
         )
-        job = runner.Job(
+        job = Job(
             study_name=launch.name,
             storage_url=launch.url,
             settings=launch.storage_settings,
             plan=launch.plan,
-            configs=runner.job_configs(launch.arms.configs, args.cpus_per_trial),
-            pruning=space.Pruning(args.pruner, args.prune_after, args.prune_margin),
+            configs=job_configs(launch.arms.configs, args.cpus_per_trial),
+            pruning=Pruning(args.pruner, args.prune_after, args.prune_margin),
             results_dir=str(Path(args.results_dir).expanduser().resolve()),
             save_models=args.save_models,
         )
         warming = scheduler.warm_workers(job, resources)  # each slot imports before its first cell
-        # The untrained backbone's scores on the same texts, once per study (objectives.reference).
+        # The untrained backbone's scores on the same texts, once per study (objectives.evaluation.reference).
         sides = [] if read_reference(study) else [scheduler.reference_task(job, resources)]
         tracker = scheduler.run_study(
             storage,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from objectives.variants import VARIANTS
+from objectives.config.variants import VARIANTS
 from search.plans import (
     Arm,
     PlanError,

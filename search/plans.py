@@ -20,10 +20,10 @@ import tomllib
 import yaml
 
 from objectives.categories import CATEGORIES
-from objectives.config import ConfigError
+from objectives.config.trial_config import ConfigError
+from objectives.config.variants import VARIANTS
 from objectives.errors import AblationError, one_line
-from objectives.results import OBJECTIVE
-from objectives.variants import VARIANTS
+from objectives.trial.results import OBJECTIVE
 
 __all__ = [
     "STUDIES",
@@ -191,7 +191,7 @@ _POOL = "model.pooling."
 
 
 def layers_arm(label: str, rule: str) -> Arm:
-    """An arm feeding multi-layers pooling the layers of ``rule`` (objectives/layers.py)."""
+    """An arm feeding multi-layers pooling the layers of ``rule`` (objectives/model/layers.py)."""
     return Arm(label, {_POOL + "layers": rule})
 
 

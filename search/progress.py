@@ -25,8 +25,9 @@ from rich.text import Text
 
 from dashboards import console_table
 from dashboards.verdicts import Rope
+from search.arms import Arms
 from search.plans import Plan
-from search.space import Arms, cells
+from search.study import cells
 from storage.study_records import Cell, read_cell, read_node
 
 # Seconds between redraws: a terminal redraws in place; in a log file each redraw is a line.

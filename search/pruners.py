@@ -6,17 +6,19 @@ Optuna's MedianPruner, which compares across seeds, cuts the low seeds of every 
 ablation table without its spread. Comparing with same-seed
 trials cancels the seed effect; a margin keeps arms that are level with the others. When it may act
 at all (never at step 0, the last step or on the baseline) is the report bridge's rule
-(``search.runner.may_prune``); which cell runs first, so that a reference exists, the scheduler's.
+(``search.report_bridge.may_prune``); which cell runs first, so that a reference exists, the scheduler's.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.plans import PlanError
 from storage.study_records import read_cell
 
 
@@ -70,3 +72,32 @@ class SameSeedMedianPruner(optuna.pruners.BasePruner):
         if study.direction == optuna.study.StudyDirection.MAXIMIZE:
             return value < median - self.margin
         return value > median + self.margin
+
+
+PRUNERS: tuple[str, ...] = ("median", "halving", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """Which pruner acts on the intermediate score, and how cautiously (the ``--prune*`` flags).
+
+    ``startup`` and ``margin`` apply to ``median`` (``search.pruners.SameSeedMedianPruner``);
+    ``halving`` and ``hyperband`` size their rungs from the reported steps.
+    """
+
+    name: str = "median"
+    startup: int = 1
+    margin: float = 0.01
+
+
+def make_pruner(pruning: Pruning) -> optuna.pruners.BasePruner:
+    """The pruner ``pruning`` names."""
+    if pruning.name == "median":
+        return SameSeedMedianPruner(margin=pruning.margin, n_startup_trials=pruning.startup)
+    if pruning.name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto")
+    if pruning.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
+    if pruning.name == "none":
+        return optuna.pruners.NopPruner()
+    raise PlanError(f"unknown pruner '{pruning.name}'; choose one of {', '.join(PRUNERS)}")

@@ -1,7 +1,7 @@
 """The scheduler: which queued cell runs next, on Ray, and what happens when one ends or dies.
 
 The driver allocates cells: it claims a queued (WAITING) trial itself (the compare-and-set Optuna's
-``ask`` uses) and hands its id to a worker (``search.runner.run_cell``), so two workers can never
+``ask`` uses) and hands its id to a worker (``search.worker.run_cell``), so two workers can never
 take the same cell, on PostgreSQL or SQLite alike. The order gives the pruner its reference early,
 whatever the concurrency and however many launchers share the study: every seed's baseline is
 dispatched before any other cell, and a non-baseline cell only once its seed's baseline is no
@@ -9,11 +9,11 @@ longer queued or running (while pruning is on; a slot with no such cell waits, b
 started without a reference could never be pruned). A worker that dies is noticed by Ray; its
 trial is failed and re-queued with the same params through the storage's retry callback. Trials of
 a launcher that died are failed by the heartbeat once their grace period passes and re-queued the
-same way. A trial error that every cell would hit (``search.runner.stops_study``) stops the study.
+same way. A trial error that every cell would hit (``search.worker.stops_study``) stops the study.
 
 A worker's first trial would pay for importing the training stack (seconds on a CPU box;
 ``benchmarks/orchestration.py`` prints the service's overhead). ``warm_workers`` starts,
-as soon as Ray is up, one warm-up task per slot shaped like a cell (``search.runner.warm_up``); Ray
+as soon as Ray is up, one warm-up task per slot shaped like a cell (``search.worker.warm_up``); Ray
 hands a task an idle worker process of the same job when it has one, so the cells then run in those
 warmed processes. A warm-up holds its slot as a cell would: no trial is claimed for that slot until
 it is done, so the imports land in no trial's time (they overlap the other slots' warm-ups instead).
@@ -34,8 +34,8 @@ import ray
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives.errors import one_line
-from search import space
-from search.runner import Job, Outcome, run_cell, run_reference, warm_up
+from search.study import PENDING
+from search.worker import Job, Outcome, run_cell, run_reference, warm_up
 from storage import fail_stale_trials
 from storage.study_records import Cell, StoredTrial, read_cell, without_error, write_error
 
@@ -125,7 +125,7 @@ class SideTask:
 
 
 def reference_task(job: Job, resources: Resources) -> SideTask:
-    """The study's reference row (``search.runner.run_reference``) as a Ray task shaped like a cell."""
+    """The study's reference row (``search.worker.run_reference``) as a Ray task shaped like a cell."""
     remote = ray.remote(max_retries=0)(run_reference).options(
         num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial
     )
@@ -158,7 +158,7 @@ def dispatchable(trials: Sequence[FrozenTrial], baseline: str, gated: bool) -> l
     pending = {
         cells[t.number].seed
         for t in trials
-        if t.state in space.PENDING and cells[t.number].arm == baseline
+        if t.state in PENDING and cells[t.number].arm == baseline
     }
     first = [t for t in waiting if cells[t.number].arm == baseline]
     rest = [
@@ -320,7 +320,7 @@ class Scheduler:
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
         if dispatchable(trials, self.baseline, self.gated):
             return True
-        if not any(t.state in space.PENDING for t in trials):
+        if not any(t.state in PENDING for t in trials):
             return False
         self.on_change(self.tracker)
         time.sleep(min(self.heartbeat_interval, 5 * self.poll_seconds))

@@ -1,6 +1,6 @@
 """Item-level evidence in the study storage: one trial system attribute, compactly encoded.
 
-A trial's evidence (``objectives.evidence``) is a few arrays per task. It is written as the trial
+A trial's evidence (``objectives.evaluation.evidence``) is a few arrays per task. It is written as the trial
 system attr ``evidence`` rather than a user attr because optuna-dashboard sends every user attr of
 every trial to the browser on each poll, and system attrs stay on the server. The value is one JSON
 string: per task its kind, item hash and arrays, each array zlib-compressed and base64-encoded
@@ -19,7 +19,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from objectives.evidence import TaskEvidence
+from objectives.evaluation.evidence import TaskEvidence
 
 KEY = "evidence"
 FORMAT = 1

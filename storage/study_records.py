@@ -28,7 +28,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from objectives.results import COST_FIELDS, Costs, ReferenceResult, TrialResult
+from objectives.trial.results import COST_FIELDS, Costs, ReferenceResult, TrialResult
 from storage.connect import RETRY_CALLBACK
 from storage.evidence import read_evidence, write_evidence
 from storage.evidence import system_attrs as evidence_system_attrs
@@ -86,7 +86,7 @@ _BACKBONE = "backbone"
 _BASE = "base"
 _CONFIG_FINGERPRINT = "config_fingerprint"
 _DATA_HASHES = "data_hashes"
-_REFERENCE = "reference"  # the untrained backbone's scores (objectives.reference)
+_REFERENCE = "reference"  # the untrained backbone's scores (objectives.evaluation.reference)
 # Trial params (the cell), and Optuna's system attr holding an enqueued trial's params.
 _ARM = "arm"
 _SEED = "seed"
@@ -182,7 +182,7 @@ class StudyRecord:
     backbone: str | None = None
     base: str | None = None
     config_fingerprint: str | None = None
-    # ``objectives.provenance.data_hashes`` of the data the study started with; None before.
+    # ``objectives.trial.provenance.data_hashes`` of the data the study started with; None before.
     data_hashes: dict[str, str] | None = None
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import space
+from search.arms import Arms, Choices, resolve_arms
 from search.plans import Plan, get_plan
-from search.runner import Outcome
+from search.study import enqueue_missing, prepare_study
+from search.worker import Outcome
 from storage import open_storage
 from storage.study_records import Cell, read_cell
 
@@ -72,12 +73,12 @@ class InlineBackend:
 
 def queued_smoke_study(
     url: str, name: str = "s"
-) -> tuple[optuna.storages.RDBStorage, optuna.Study, Plan, space.Arms]:
+) -> tuple[optuna.storages.RDBStorage, optuna.Study, Plan, Arms]:
     """The layer-weights study on the smoke preset, prepared and queued as the launcher does."""
     plan = get_plan("layer-weights")
-    settings = space.Settings(preset="smoke")
-    arms = space.resolve_arms(plan, settings)
+    settings = Choices(preset="smoke")
+    arms = resolve_arms(plan, settings)
     storage = open_storage(url)
-    study = space.prepare_study(storage, name, plan, arms, settings)
-    space.enqueue_missing(study, plan, arms)
+    study = prepare_study(storage, name, plan, arms, settings)
+    enqueue_missing(study, plan, arms)
     return storage, study, plan, arms

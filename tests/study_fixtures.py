@@ -23,8 +23,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives.evidence import TaskEvidence, items_hash
-from objectives.results import CATEGORIES, Costs, TrialResult, category_means
+from objectives.evaluation.evidence import TaskEvidence, items_hash
+from objectives.trial.results import CATEGORIES, Costs, TrialResult, category_means
 from storage.study_records import (
     Cell,
     PlanRecord,

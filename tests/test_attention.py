@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.backbone import AttentionModeError, check_attention_mode, load_backbone
-from objectives.config import ConfigError, PoolingConfig
-from objectives.model import EmbeddingModel
+from objectives.config.trial_config import ConfigError, PoolingConfig
+from objectives.model.backbone import AttentionModeError, check_attention_mode, load_backbone
+from objectives.model.embedding_model import EmbeddingModel
 from tests.tiny_models import tiny_model_config, tiny_mpnet_dir, tiny_qwen2_dir
 
 torch.set_num_threads(1)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from objectives.backbone import ALIASES, num_layers
-from objectives.config import ConfigError, TrialConfig, from_dict, override, to_dict
-from objectives.presets import PRESETS, preset_config
-from objectives.task_folders import discover_tasks
-from objectives.tasks import task_names
-from objectives.variants import VARIANTS, apply_variant
+from objectives.config.presets import PRESETS, preset_config
+from objectives.config.trial_config import ConfigError, TrialConfig, from_dict, override, to_dict
+from objectives.config.variants import VARIANTS, apply_variant
+from objectives.evaluation.mteb_tasks import task_names
+from objectives.evaluation.task_files import discover_tasks
+from objectives.model.backbone import ALIASES, num_layers
 
 
 def test_override_coerces_cli_strings_to_field_types() -> None:

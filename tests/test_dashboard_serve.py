@@ -20,7 +20,7 @@ import optuna
 import pytest
 
 from dashboards.records import arm_of, task_scores
-from objectives.presets import PRESETS
+from objectives.config.presets import PRESETS
 from storage.evidence import KEY as EVIDENCE_KEY
 from storage.study_records import read_evidence
 from tests.study_fixtures import write_study

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from objectives.config import EvalConfig
-from objectives.data import DevSlices, Pair, normalise
-from objectives.dev_signal import (
+from objectives.config.trial_config import EvalConfig
+from objectives.evaluation.mteb_tasks import load_tasks, task_texts
+from objectives.training.dev_signal import (
     PER_LABEL,
     DevSet,
     LabelledSlice,
@@ -18,7 +18,7 @@ from objectives.dev_signal import (
     dev_proxies,
     labelled_slices,
 )
-from objectives.tasks import load_tasks, task_texts
+from objectives.training.pairs import DevSlices, Pair, normalise
 
 VECTORS = {"a": [1, 0], "b": [0.9, 0.1], "c": [0, 1], "d": [0.5, 0.5], "q1": [1, 0], "q2": [0, 1]}
 

@@ -11,12 +11,12 @@ import importlib.util
 
 import pytest
 
-from objectives import smollm2
-from objectives.backbone import AttentionModeError, num_layers
 from objectives.cli import EXIT_INTERRUPTED, one_line_errors
-from objectives.config import ConfigError
+from objectives.config.trial_config import ConfigError
 from objectives.errors import AblationError
-from objectives.tasks import TaskDataError
+from objectives.evaluation.mteb_tasks import TaskDataError
+from objectives.model import smollm2
+from objectives.model.backbone import AttentionModeError, num_layers
 from search.launch import LaunchError
 from search.plans import PlanError
 from storage import StorageError

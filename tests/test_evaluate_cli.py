@@ -1,4 +1,4 @@
-"""``python -m objectives.evaluate``: saved models re-score to the same numbers, and the evaluation
+"""``python -m objectives.evaluation.saved_model``: saved models re-score to the same numbers, and the evaluation
 path reproduces MTEB's published score of the untrained packaged MiniLM."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from objectives.config import EvalConfig, ModelConfig, PoolingConfig
-from objectives.evaluate import main, save_eval_config, score
-from objectives.model import EmbeddingModel
+from objectives.config.trial_config import EvalConfig, ModelConfig, PoolingConfig
+from objectives.evaluation.saved_model import main, save_eval_config, score
+from objectives.model.embedding_model import EmbeddingModel
 
 # mteb's published all-MiniLM-L6-v2 result on STSBenchmark (test split, cosine Spearman).
 PUBLISHED_MINILM_STSB = 0.82032

@@ -10,10 +10,10 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from objectives.config import EvalConfig
-from objectives.evaluation import CachedEncoder, evaluate
-from objectives.model import EmbeddingModel
-from objectives.tasks import load_tasks
+from objectives.config.trial_config import EvalConfig
+from objectives.evaluation.mteb_tasks import load_tasks
+from objectives.evaluation.scoring import CachedEncoder, evaluate
+from objectives.model.embedding_model import EmbeddingModel
 from tests.tiny_models import tiny_model_config
 
 PROMPT = "query: "

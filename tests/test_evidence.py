@@ -12,10 +12,10 @@ from scipy.stats import spearmanr
 from sklearn.metrics import v_measure_score
 
 from objectives.categories import Category
-from objectives.config import EvalConfig
-from objectives.evaluation import CachedEncoder, evaluate
-from objectives.model import EmbeddingModel
-from objectives.tasks import load_tasks
+from objectives.config.trial_config import EvalConfig
+from objectives.evaluation.mteb_tasks import load_tasks
+from objectives.evaluation.scoring import CachedEncoder, evaluate
+from objectives.model.embedding_model import EmbeddingModel
 from storage import open_storage
 from storage.study_records import read_evidence, write_evidence
 from tests.tiny_models import tiny_model_config

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from objectives.config import ConfigError, EvalConfig
-from objectives.evaluation import CachedEncoder, evaluate
-from objectives.instructions import (
+from objectives.config.presets import preset_config
+from objectives.config.trial_config import ConfigError, EvalConfig
+from objectives.evaluation.instructions import (
     QUERY_INSTRUCTION,
     TYPE_DEFAULTS,
     instruction_for,
     prompt_for,
     task_instructions,
 )
-from objectives.presets import preset_config
-from objectives.tasks import load_tasks
+from objectives.evaluation.mteb_tasks import load_tasks
+from objectives.evaluation.scoring import CachedEncoder, evaluate
 
 STS = "Retrieve semantically similar text."
 

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from objectives.results import CATEGORIES
+from objectives.trial.results import CATEGORIES
 from search.launch import main
 from storage.study_records import read_cell, read_node, read_reference, read_result
 from tests.search_helpers import by_cell, lean_args, trials

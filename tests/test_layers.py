@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from objectives.config import ConfigError, PoolingConfig
-from objectives.layers import resolve_layers
-from objectives.model import EmbeddingModel
+from objectives.config.trial_config import ConfigError, PoolingConfig
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.model.layers import resolve_layers
 from tests.tiny_models import tiny_model_config, tiny_qwen2_dir
 
 torch.set_num_threads(1)

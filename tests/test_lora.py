@@ -15,9 +15,9 @@ import torch
 from peft.tuners.lora import LoraLayer
 from transformers import Qwen2ForCausalLM
 
-from objectives.config import ConfigError, LoraSettings
-from objectives.lora import apply_lora
-from objectives.model import EmbeddingModel
+from objectives.config.trial_config import ConfigError, LoraSettings
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.model.lora import apply_lora
 from tests.tiny_models import tiny_model_config
 
 torch.set_num_threads(1)

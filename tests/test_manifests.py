@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from objectives.config import ConfigError, EvalConfig
-from objectives.task_folders import TaskDataError, discover_tasks, read_jsonl, task_folder
-from objectives.tasks import load_tasks
+from objectives.config.trial_config import ConfigError, EvalConfig
+from objectives.evaluation.mteb_tasks import load_tasks
+from objectives.evaluation.task_files import TaskDataError, discover_tasks, read_jsonl, task_folder
 
 MANIFEST = "name: {name}\ntype: {kind}\ndescription: a test task\nlicense: CC0\n"
 

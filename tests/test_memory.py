@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from objectives.memory import peak_memory
+from objectives.trial.memory import peak_memory
 
 MIB = 2**20
 

@@ -11,10 +11,16 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from objectives.backbone import ensure_eos, load_backbone, num_layers, resolve_backbone
-from objectives.config import ConfigError, LoraSettings, ModelConfig, PoolingConfig, TrainConfig
-from objectives.model import EmbeddingModel
-from objectives.training import make_optimizer
+from objectives.config.trial_config import (
+    ConfigError,
+    LoraSettings,
+    ModelConfig,
+    PoolingConfig,
+    TrainConfig,
+)
+from objectives.model.backbone import ensure_eos, load_backbone, num_layers, resolve_backbone
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.training.loop import make_optimizer
 from tests.tiny_models import DECODER_EOS, decoder_tokenizer, tiny_model_config
 
 torch.set_num_threads(1)

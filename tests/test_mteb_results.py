@@ -7,11 +7,11 @@ from pathlib import Path
 import mteb
 import pytest
 
-from objectives.config import EvalConfig, ModelConfig, PoolingConfig
-from objectives.evaluation import CachedEncoder
-from objectives.model import EmbeddingModel
-from objectives.mteb_results import cell_revision, write_results
-from objectives.tasks import load_tasks
+from objectives.config.trial_config import EvalConfig, ModelConfig, PoolingConfig
+from objectives.evaluation.mteb_results import cell_revision, write_results
+from objectives.evaluation.mteb_tasks import load_tasks
+from objectives.evaluation.scoring import CachedEncoder
+from objectives.model.embedding_model import EmbeddingModel
 
 
 def test_every_cell_is_a_model_revision_that_mtebs_loader_reads_with_the_same_scores(

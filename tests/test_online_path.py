@@ -17,20 +17,26 @@ import torch
 from datasets import Dataset, DatasetDict
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 
-from objectives.config import DEFAULT_TASKS, ONLINE_TASKS, ConfigError, EvalConfig, TrainConfig
-from objectives.data import ONLINE_PAIRS, PAIRS_FILE, cap_pairs, load_pairs, pairs_source
-from objectives.evaluation import CachedEncoder, evaluate
-from objectives.model import EmbeddingModel
-from objectives.presets import preset_config
-from objectives.task_folders import TASKS_DIR_ENV, TaskDataError, read_jsonl
-from objectives.tasks import (
+from objectives.config.presets import preset_config
+from objectives.config.trial_config import (
+    DEFAULT_TASKS,
+    ONLINE_TASKS,
+    ConfigError,
+    EvalConfig,
+    TrainConfig,
+)
+from objectives.evaluation.mteb_tasks import (
     cap_hub_task,
     load_tasks,
     task_category,
     task_names,
     task_texts,
 )
-from objectives.trial import run_trial
+from objectives.evaluation.scoring import CachedEncoder, evaluate
+from objectives.evaluation.task_files import TASKS_DIR_ENV, TaskDataError, read_jsonl
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.training.pairs import ONLINE_PAIRS, PAIRS_FILE, cap_pairs, load_pairs, pairs_source
+from objectives.trial.run import run_trial
 from tests.tiny_models import tiny_model_config
 
 PAIRS = 300  # training rows written in each table form

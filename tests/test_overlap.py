@@ -10,12 +10,19 @@ from pathlib import Path
 import optuna
 import torch
 
-from objectives.config import EvalConfig
-from objectives.data import DEV_STS_FILE, Pair, dev_sts, drop_overlap, load_pairs, normalise
-from objectives.presets import preset_config
-from objectives.task_folders import read_jsonl
-from objectives.tasks import load_tasks, task_texts
-from objectives.trial import run_trial
+from objectives.config.presets import preset_config
+from objectives.config.trial_config import EvalConfig
+from objectives.evaluation.mteb_tasks import load_tasks, task_texts
+from objectives.evaluation.task_files import read_jsonl
+from objectives.training.pairs import (
+    DEV_STS_FILE,
+    Pair,
+    dev_sts,
+    drop_overlap,
+    load_pairs,
+    normalise,
+)
+from objectives.trial.run import run_trial
 from storage.study_records import read_dropped_overlap, write_result
 
 

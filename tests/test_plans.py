@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from objectives.config import override
-from objectives.presets import preset_config
+from objectives.config.presets import preset_config
+from objectives.config.trial_config import override
 from search.plans import STUDIES, PlanError, get_plan, load_plan, objective_value, plan_from_dict
 
 REPO = Path(__file__).resolve().parent.parent

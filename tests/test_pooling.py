@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from objectives.config import PoolingConfig
-from objectives.model import EmbeddingModel
-from objectives.pooling import (
+from objectives.config.trial_config import PoolingConfig
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.model.pooling import (
     LatentResampler,
     MultiLayerPooling,
     build_pooling,

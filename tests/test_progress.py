@@ -9,26 +9,27 @@ import pytest
 from optuna.trial import TrialState
 from rich.console import Console
 
-from search import space
+from search.arms import Arms, Choices, resolve_arms
 from search.plans import get_plan
 from search.progress import LiveProgress, snapshot
+from search.study import enqueue_missing, prepare_study
 from storage.study_records import Cell, enqueue_cell, suggest_cell, write_node
 
-SMOKE = space.Settings(preset="smoke")
+SMOKE = Choices(preset="smoke")
 NODE = "3f2a1b4c" + "0" * 48  # a Ray node id
 
 
 @pytest.fixture
 def study_in_flight(
     sqlite_url: str,
-) -> tuple[optuna.Study, space.Arms]:
+) -> tuple[optuna.Study, Arms]:
     """layer-weights on smoke, 6 cells queued: one COMPLETE, one RUNNING at step 2 on a node,
     one RUNNING that its worker has just claimed (no node, no report yet)."""
     plan = get_plan("layer-weights")
-    arms = space.resolve_arms(plan, SMOKE)
+    arms = resolve_arms(plan, SMOKE)
     storage = optuna.storages.RDBStorage(sqlite_url)
-    study = space.prepare_study(storage, "progress", plan, arms, SMOKE)
-    space.enqueue_missing(study, plan, arms)
+    study = prepare_study(storage, "progress", plan, arms, SMOKE)
+    enqueue_missing(study, plan, arms)
     labels = [a.label for a in plan.arms]
 
     done = study.ask()  # ("W on", 0), the oldest queued cell
@@ -44,7 +45,7 @@ def study_in_flight(
 
 
 def test_a_log_line_names_each_running_trials_cell_node_step_and_dev_score(
-    study_in_flight: tuple[optuna.Study, space.Arms],
+    study_in_flight: tuple[optuna.Study, Arms],
 ) -> None:
     study, arms = study_in_flight
     out = io.StringIO()
@@ -59,7 +60,7 @@ def test_a_log_line_names_each_running_trials_cell_node_step_and_dev_score(
 
 
 def test_a_log_gets_a_line_only_once_the_refresh_interval_passed(
-    study_in_flight: tuple[optuna.Study, space.Arms],
+    study_in_flight: tuple[optuna.Study, Arms],
 ) -> None:
     study, arms = study_in_flight
     out = io.StringIO()
@@ -70,7 +71,7 @@ def test_a_log_gets_a_line_only_once_the_refresh_interval_passed(
 
 
 def test_the_terminal_table_shows_the_running_trials_and_stays_after_close(
-    study_in_flight: tuple[optuna.Study, space.Arms],
+    study_in_flight: tuple[optuna.Study, Arms],
 ) -> None:
     study, arms = study_in_flight
     out = io.StringIO()
@@ -86,7 +87,7 @@ def test_the_terminal_table_shows_the_running_trials_and_stays_after_close(
 
 
 def test_a_trial_of_a_cell_the_launch_does_not_run_is_not_counted(
-    study_in_flight: tuple[optuna.Study, space.Arms],
+    study_in_flight: tuple[optuna.Study, Arms],
 ) -> None:
     study, arms = study_in_flight
     enqueue_cell(study, Cell("W on", 7))  # a cell this launch does not run

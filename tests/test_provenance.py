@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from objectives.provenance import data_hashes, git_commit, versions
+from objectives.trial.provenance import data_hashes, git_commit, versions
 
 
 def test_a_changed_task_file_or_training_file_changes_only_its_own_hash(

@@ -16,9 +16,9 @@ import pytest
 import ray
 from optuna.trial import TrialState
 
-from objectives.results import CATEGORIES
+from objectives.trial.results import CATEGORIES
 from search.launch import main
-from search.space import Pruning
+from search.pruners import Pruning
 from storage.study_records import (
     read_cell,
     read_dev_curves,

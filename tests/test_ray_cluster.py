@@ -17,7 +17,7 @@ from ray.cluster_utils import Cluster
 from search import scheduler
 from search.launch import main
 from search.plans import get_plan
-from search.runner import Job
+from search.worker import Job
 from storage import StorageSettings, open_storage
 from storage.study_records import read_node
 from tests.search_helpers import by_cell, lean_args, trials

@@ -16,10 +16,10 @@ from dashboards.ablation_table import build_table
 from dashboards.exports import console_table, to_csv, to_latex, to_markdown
 from dashboards.records import load_records
 from dashboards.report import main as report_main
-from objectives.config import override
-from objectives.presets import preset_config
-from objectives.reference import REFERENCE_LABEL, reference_config, score_reference
-from objectives.results import ReferenceResult, category_means
+from objectives.config.presets import preset_config
+from objectives.config.trial_config import override
+from objectives.evaluation.reference import REFERENCE_LABEL, reference_config, score_reference
+from objectives.trial.results import ReferenceResult, category_means
 from storage.study_records import read_reference, write_reference
 from tests.study_fixtures import TASKS, write_study
 

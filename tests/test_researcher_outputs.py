@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from objectives.evaluate import main as evaluate_main
+from objectives.evaluation.saved_model import main as evaluate_main
 from search.launch import main
 from storage.study_records import (
     read_cell,

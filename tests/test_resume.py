@@ -19,7 +19,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import scheduler, space
+from search import scheduler
+from search.study import enqueue_missing
 from storage.study_records import read_cell, read_error, retried_from, suggest_cell
 from tests.search_helpers import by_cell, lean_args, queued_smoke_study, trials
 
@@ -163,4 +164,4 @@ def test_a_dead_workers_trial_fails_with_a_reason_and_its_cell_is_requeued(sqlit
     retry = next(t for t in study.get_trials() if retried_from(t) == dead.number)
     assert retry.state == TrialState.WAITING and read_cell(retry) == read_cell(dead)
     assert read_error(retry) is None  # the re-run starts clean
-    assert space.enqueue_missing(study, plan, arms) == []  # the queued retry covers the cell
+    assert enqueue_missing(study, plan, arms) == []  # the queued retry covers the cell

@@ -12,11 +12,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from objectives.backbone import AttentionModeError
-from objectives.config import ConfigError
-from search import scheduler, space
+from objectives.config.trial_config import ConfigError
+from objectives.model.backbone import AttentionModeError
+from search import scheduler
+from search.arms import Choices, resolve_arms
 from search.plans import get_plan
-from search.runner import Outcome, stops_study
+from search.study import enqueue_missing, prepare_study
+from search.worker import Outcome, stops_study
 from storage import open_storage
 from storage.study_records import read_cell, read_error, suggest_cell
 from tests.search_helpers import InlineBackend
@@ -26,11 +28,11 @@ PLAN = replace(get_plan("layer-weights"), seeds=SEEDS)  # baseline "W on", other
 
 
 def _study(url: str) -> tuple[optuna.storages.RDBStorage, optuna.Study]:
-    settings = space.Settings(preset="smoke")
-    arms = space.resolve_arms(PLAN, settings)
+    settings = Choices(preset="smoke")
+    arms = resolve_arms(PLAN, settings)
     storage = open_storage(url)
-    study = space.prepare_study(storage, "s", PLAN, arms, settings)
-    space.enqueue_missing(study, PLAN, arms)
+    study = prepare_study(storage, "s", PLAN, arms, settings)
+    enqueue_missing(study, PLAN, arms)
     return storage, study
 
 

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from objectives import smollm2
-from objectives.backbone import load_backbone, num_layers
-from objectives.config import ModelConfig
-from objectives.layers import resolve_layers
+from objectives.config.trial_config import ModelConfig
+from objectives.model import smollm2
+from objectives.model.backbone import load_backbone, num_layers
+from objectives.model.layers import resolve_layers
 
 REPO = Path(__file__).resolve().parent.parent
 
 _CONVERT_IN_CHILD = """
 import sys
-from objectives import smollm2
+from objectives.model import smollm2
 print(smollm2.local_path(cache_dir=sys.argv[1]))
 """
 
@@ -180,9 +180,9 @@ _KNOB_CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(_KNOB_CASES))
 def test_variants_and_knobs_train_on_the_real_decoder(smollm2_dir: str, case: str) -> None:
-    from objectives.config import TrialConfig, override
-    from objectives.model import EmbeddingModel
-    from objectives.variants import apply_variant
+    from objectives.config.trial_config import TrialConfig, override
+    from objectives.config.variants import apply_variant
+    from objectives.model.embedding_model import EmbeddingModel
 
     variant, knobs = _KNOB_CASES[case]
     small = {
@@ -220,9 +220,9 @@ def test_variants_and_knobs_train_on_the_real_decoder(smollm2_dir: str, case: st
 @pytest.mark.slow
 def test_short_real_fine_tune_through_run_trial(smollm2_dir: str, tasks_dir: Path) -> None:
     """The ``cpu-decoder`` preset shrunk to two steps: the real decoder trains, reports and scores."""
-    from objectives.presets import preset_config
-    from objectives.trial import run_trial
-    from objectives.variants import apply_variant
+    from objectives.config.presets import preset_config
+    from objectives.config.variants import apply_variant
+    from objectives.trial.run import run_trial
 
     shrink = {
         "eval.tasks_dir": str(tasks_dir),
@@ -277,10 +277,10 @@ def test_layer_studies_keep_every_arm_on_the_30_layer_preset(
     smollm2_dir: str, study: str, expected: dict[str, range]
 ) -> None:
     """On SmolLM2 no layer arm is impossible or a duplicate, unlike on the 6-layer MiniLM."""
+    from search.arms import Choices, resolve_arms
     from search.plans import get_plan
-    from search.space import Settings, resolve_arms
 
-    arms = resolve_arms(get_plan(study), Settings(preset="cpu-decoder"))
+    arms = resolve_arms(get_plan(study), Choices(preset="cpu-decoder"))
     assert arms.skipped == [] and arms.num_layers == 30
     assert arms.base.model.backbone == "smollm2-135m"
     for label, layers in expected.items():

@@ -13,20 +13,28 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from objectives.config import PoolingConfig
-from objectives.pooling import HEADS, build_pooling
-from objectives.provenance import trial_provenance
-from objectives.tasks import load_tasks
-from search import space
+from objectives.config.trial_config import PoolingConfig
+from objectives.evaluation.mteb_tasks import load_tasks
+from objectives.model.pooling import HEADS, build_pooling
+from objectives.trial.provenance import trial_provenance
+from search.arms import Arms, Choices, resolve_arms
 from search.plans import Arm, Plan, PlanError, get_plan
-from search.pruners import SameSeedMedianPruner
+from search.pruners import Pruning, SameSeedMedianPruner, make_pruner
+from search.study import (
+    FINISHED,
+    default_study_name,
+    enqueue_missing,
+    prepare_study,
+    shortfall,
+    study_data_hashes,
+)
 from storage.study_records import read_data_hashes, read_study_record, suggest_cell
 
-SMOKE = space.Settings(preset="smoke")
+SMOKE = Choices(preset="smoke")
 
 
 def test_top_k_arms_that_minilm_cannot_build_are_skipped_with_the_reason() -> None:
-    arms = space.resolve_arms(get_plan("top-k-layers"), SMOKE)
+    arms = resolve_arms(get_plan("top-k-layers"), SMOKE)
     assert arms.num_layers == 6
     assert arms.labels == ["top-4", "all"]
     reasons = {s["arm"]: s["reason"] for s in arms.skipped}
@@ -43,7 +51,7 @@ def test_an_arm_identical_to_another_is_skipped_and_the_baseline_kept() -> None:
         arms=(Arm("top-6", {"model.pooling.layers": "top_k:6"}), Arm("all", {})),
         baseline="all",
     )
-    arms = space.resolve_arms(plan, SMOKE)
+    arms = resolve_arms(plan, SMOKE)
     assert arms.labels == ["all"]
     assert arms.skipped == [
         {"arm": "top-6", "reason": "builds the same model as arm 'all' on minilm (6 layers)"}
@@ -51,39 +59,37 @@ def test_an_arm_identical_to_another_is_skipped_and_the_baseline_kept() -> None:
 
 
 def test_set_on_the_ablated_part_and_base_on_the_variant_study_are_refused() -> None:
-    clash = space.Settings(preset="smoke", changes=(("model.pooling.heads", "4"),))
+    clash = Choices(preset="smoke", changes=(("model.pooling.heads", "4"),))
     with pytest.raises(PlanError, match="is the part that study 'cross-attn-width' ablates"):
-        space.resolve_arms(get_plan("cross-attn-width"), clash)
+        resolve_arms(get_plan("cross-attn-width"), clash)
     with pytest.raises(PlanError, match="--base does not apply"):
-        space.resolve_arms(get_plan("pooling-attention"), space.Settings("smoke", base="model3"))
-    causal = space.resolve_arms(get_plan("layer-weights"), space.Settings("smoke", base="model3"))
+        resolve_arms(get_plan("pooling-attention"), Choices("smoke", base="model3"))
+    causal = resolve_arms(get_plan("layer-weights"), Choices("smoke", base="model3"))
     assert {c.model.attention for c in causal.configs.values()} == {"causal"}
 
 
 def test_default_study_names_keep_presets_and_backbones_apart() -> None:
     plan = get_plan("layer-range")
     names = {
-        space.default_study_name(plan, space.Settings("smoke")),
-        space.default_study_name(plan, space.Settings("cpu")),
-        space.default_study_name(plan, space.Settings("cpu", base="model3")),
-        space.default_study_name(plan, space.Settings("cpu", model="org/other-model")),
+        default_study_name(plan, Choices("smoke")),
+        default_study_name(plan, Choices("cpu")),
+        default_study_name(plan, Choices("cpu", base="model3")),
+        default_study_name(plan, Choices("cpu", model="org/other-model")),
     }
     assert len(names) == 4
     assert "layer-range.cpu.model5.other-model" in names
 
 
-def _prepared(
-    url: str, plan: Plan, settings: space.Settings = SMOKE
-) -> tuple[optuna.Study, space.Arms]:
-    arms = space.resolve_arms(plan, settings)
+def _prepared(url: str, plan: Plan, settings: Choices = SMOKE) -> tuple[optuna.Study, Arms]:
+    arms = resolve_arms(plan, settings)
     storage = optuna.storages.RDBStorage(url)
-    return space.prepare_study(storage, "s", plan, arms, settings), arms
+    return prepare_study(storage, "s", plan, arms, settings), arms
 
 
 def test_cells_are_enqueued_once_and_a_relaunch_adds_only_missing_ones(sqlite_url: str) -> None:
     plan = get_plan("layer-weights")
     study, arms = _prepared(sqlite_url, plan)
-    added = space.enqueue_missing(study, plan, arms)
+    added = enqueue_missing(study, plan, arms)
     assert added == [
         ("W on", 0),
         ("W off", 0),
@@ -92,7 +98,7 @@ def test_cells_are_enqueued_once_and_a_relaunch_adds_only_missing_ones(sqlite_ur
         ("W on", 2),
         ("W off", 2),
     ]
-    assert space.enqueue_missing(study, plan, arms) == []  # idempotent
+    assert enqueue_missing(study, plan, arms) == []  # idempotent
 
     def finish(state: TrialState) -> None:
         trial = study.ask()  # takes the oldest queued cell
@@ -103,9 +109,9 @@ def test_cells_are_enqueued_once_and_a_relaunch_adds_only_missing_ones(sqlite_ur
     finish(TrialState.FAIL)
     finish(TrialState.PRUNED)
     # Only the failed cell comes back; the complete, pruned and still-queued ones do not.
-    assert space.enqueue_missing(study, plan, arms) == [("W off", 0)]
+    assert enqueue_missing(study, plan, arms) == [("W off", 0)]
     unfinished = [("W off", 0), ("W off", 1), ("W on", 2), ("W off", 2)]
-    assert space.shortfall(study, plan, arms, space.FINISHED) == unfinished
+    assert shortfall(study, plan, arms, FINISHED) == unfinished
 
 
 def test_study_records_what_the_reports_read(sqlite_url: str) -> None:
@@ -132,28 +138,28 @@ def test_a_relaunch_with_other_settings_under_the_same_name_is_refused(
     plan = get_plan("layer-weights")
     _prepared(sqlite_url, plan)
     moved = shutil.copytree(tasks_dir, tmp_path / "moved")  # the same data elsewhere: accepted
-    _prepared(sqlite_url, plan, space.Settings("smoke", changes=(("eval.tasks_dir", str(moved)),)))
+    _prepared(sqlite_url, plan, Choices("smoke", changes=(("eval.tasks_dir", str(moved)),)))
     with pytest.raises(PlanError, match="was run with other settings"):
-        _prepared(sqlite_url, plan, space.Settings("smoke", changes=(("train.steps", "9"),)))
+        _prepared(sqlite_url, plan, Choices("smoke", changes=(("train.steps", "9"),)))
 
 
 def test_more_seeds_extend_the_same_study(sqlite_url: str) -> None:
     plan = get_plan("layer-weights")
     study, arms = _prepared(sqlite_url, plan)
-    space.enqueue_missing(study, plan, arms)
+    enqueue_missing(study, plan, arms)
     wider = Plan(**{**plan.__dict__, "seeds": 4})
     study, arms = _prepared(sqlite_url, wider)
-    assert space.enqueue_missing(study, wider, arms) == [("W on", 3), ("W off", 3)]
+    assert enqueue_missing(study, wider, arms) == [("W on", 3), ("W off", 3)]
     assert read_study_record(study).plan["seeds"] == [0, 1, 2, 3]
 
 
-def _own_data(tasks_dir: Path, tmp_path: Path) -> tuple[space.Settings, Path, Path]:
-    """Settings whose one task and training file are copies the test may change."""
+def _own_data(tasks_dir: Path, tmp_path: Path) -> tuple[Choices, Path, Path]:
+    """Choices whose one task and training file are copies the test may change."""
     task = shutil.copytree(tasks_dir / "sts" / "STSBenchmark", tmp_path / "tasks" / "STSBenchmark")
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"query": "a cat", "positive": "a kitten"}\n', encoding="utf-8")
     changes = (("eval.tasks", "STSBenchmark"), ("train.data", str(pairs)))
-    settings = space.Settings("smoke", tasks_dir=str(tmp_path / "tasks"), changes=changes)
+    settings = Choices("smoke", tasks_dir=str(tmp_path / "tasks"), changes=changes)
     return settings, task / "test.jsonl", pairs
 
 
@@ -176,12 +182,12 @@ def test_a_relaunch_on_changed_task_files_or_training_data_is_refused_and_writes
     plan = get_plan("layer-weights")
     name = f"data-{uuid.uuid4().hex[:8]}"
     storage = optuna.storages.RDBStorage(any_storage_url)
-    arms = space.resolve_arms(plan, settings)
-    study = space.prepare_study(storage, name, plan, arms, settings)
-    space.enqueue_missing(study, plan, arms)
+    arms = resolve_arms(plan, settings)
+    study = prepare_study(storage, name, plan, arms, settings)
+    enqueue_missing(study, plan, arms)
     before = (study.user_attrs, len(study.trials))
     wider = dataclasses.replace(plan, seeds=4)  # a relaunch that would extend the study
-    wider_arms = space.resolve_arms(wider, settings)
+    wider_arms = resolve_arms(wider, settings)
     for changed, key in ((task_file, "task.STSBenchmark"), (pairs, "train")):
         original = changed.read_bytes()
         changed.write_bytes(original + b"\n")
@@ -189,11 +195,11 @@ def test_a_relaunch_on_changed_task_files_or_training_data_is_refused_and_writes
         with pytest.raises(
             PlanError, match=rf"'{name}' was run on other data \({key} differ.*{fix}"
         ):
-            space.prepare_study(storage, name, wider, wider_arms, settings)
+            prepare_study(storage, name, wider, wider_arms, settings)
         reloaded = optuna.load_study(study_name=name, storage=storage)
         assert (reloaded.user_attrs, len(reloaded.trials)) == before
         changed.write_bytes(original)
-    study = space.prepare_study(storage, name, wider, wider_arms, settings)  # the data restored
+    study = prepare_study(storage, name, wider, wider_arms, settings)  # the data restored
     assert read_study_record(study).plan["seeds"] == [0, 1, 2, 3]
 
 
@@ -205,7 +211,7 @@ def test_a_study_from_before_data_hashes_accepts_a_relaunch_and_records_them(
     study.set_user_attr("data_hashes", None)  # the stored key: a study from before has none
     assert read_data_hashes(study) is None
     study, _ = _prepared(sqlite_url, plan)
-    assert read_data_hashes(study) == space.study_data_hashes(arms.base)
+    assert read_data_hashes(study) == study_data_hashes(arms.base)
 
 
 @pytest.mark.parametrize(
@@ -218,12 +224,12 @@ def test_a_study_from_before_data_hashes_accepts_a_relaunch_and_records_them(
     ],
 )
 def test_pruners_by_name(name: str, kind: type) -> None:
-    assert isinstance(space.make_pruner(space.Pruning(name)), kind)
+    assert isinstance(make_pruner(Pruning(name)), kind)
 
 
 def test_unknown_pruner_is_one_line() -> None:
     with pytest.raises(PlanError, match="choose one of median, halving, hyperband, none"):
-        space.make_pruner(space.Pruning("asha"))
+        make_pruner(Pruning("asha"))
 
 
 def _layer_plan(rules: dict[str, str], baseline: str = "all") -> Plan:
@@ -250,13 +256,13 @@ def test_a_layer_rule_that_is_no_rule_is_a_plan_error_not_a_skipped_arm(
     rules: dict[str, str], fragment: str
 ) -> None:
     with pytest.raises(PlanError, match=re.escape(fragment)):
-        space.resolve_arms(_layer_plan(rules), SMOKE)
+        resolve_arms(_layer_plan(rules), SMOKE)
 
 
 def test_a_baseline_the_backbone_cannot_build_is_a_plan_error() -> None:
     plan = _layer_plan({"top-16": "top_k:16", "all": "all"}, baseline="top-16")
     with pytest.raises(PlanError, match=r"baseline arm 'top-16'.*needs 16 layers"):
-        space.resolve_arms(plan, SMOKE)
+        resolve_arms(plan, SMOKE)
 
 
 @pytest.mark.parametrize(
@@ -273,10 +279,8 @@ def test_a_base_whose_variant_ignores_the_ablated_part_names_the_bases_that_appl
     study: str, base: str, applies: str
 ) -> None:
     with pytest.raises(PlanError, match=f"every arm builds the same model; use --base {applies}$"):
-        space.resolve_arms(get_plan(study), space.Settings("smoke", base=base))
-    last_layer = space.resolve_arms(
-        get_plan("cross-attn-width"), space.Settings("smoke", base="model2")
-    )
+        resolve_arms(get_plan(study), Choices("smoke", base=base))
+    last_layer = resolve_arms(get_plan("cross-attn-width"), Choices("smoke", base="model2"))
     assert len(last_layer.labels) == 4  # a last-layer head has the resampler the study varies
 
 

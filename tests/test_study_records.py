@@ -17,8 +17,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from objectives.evidence import TaskEvidence, items_hash
-from objectives.results import Costs, TrialResult
+from objectives.evaluation.evidence import TaskEvidence, items_hash
+from objectives.trial.results import Costs, TrialResult
 from storage import open_storage
 from storage.connect import RETRY_CALLBACK
 from storage.study_records import (

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from objectives.config import ConfigError, EvalConfig
-from objectives.task_folders import TaskDataError, discover_tasks, resolve_tasks_dir
-from objectives.tasks import load_tasks, task_category
+from objectives.config.trial_config import ConfigError, EvalConfig
+from objectives.evaluation.mteb_tasks import load_tasks, task_category
+from objectives.evaluation.task_files import TaskDataError, discover_tasks, resolve_tasks_dir
 
 
 def _split(task, name="test"):

@@ -9,26 +9,32 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.config import ConfigError, EvalConfig, PoolingConfig, TrainConfig, override
-from objectives.data import (
+from objectives.config.presets import preset_config
+from objectives.config.trial_config import (
+    ConfigError,
+    EvalConfig,
+    PoolingConfig,
+    TrainConfig,
+    override,
+)
+from objectives.evaluation.mteb_tasks import TaskDataError, load_tasks
+from objectives.evaluation.scoring import CachedEncoder, evaluate
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.training.loop import (
+    batch_loss,
+    cached_backward,
+    forward_passes,
+    make_optimizer,
+    train,
+)
+from objectives.training.loss import info_nce
+from objectives.training.pairs import (
     Pair,
     batches,
     cap_pairs,
     load_pairs,
     split_dev,
     token_budget_chunks,
-)
-from objectives.evaluation import CachedEncoder, evaluate
-from objectives.loss import info_nce
-from objectives.model import EmbeddingModel
-from objectives.presets import preset_config
-from objectives.tasks import TaskDataError, load_tasks
-from objectives.training import (
-    batch_loss,
-    cached_backward,
-    forward_passes,
-    make_optimizer,
-    train,
 )
 from tests.tiny_models import tiny_model_config
 

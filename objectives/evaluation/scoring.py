@@ -21,13 +21,13 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
-from objectives.evidence import TaskEvidence, collect, record_draws
-from objectives.instructions import instructed_side, instruction_for, prompt_for
-from objectives.tasks import task_category
+from objectives.evaluation.evidence import TaskEvidence, collect, record_draws
+from objectives.evaluation.instructions import instructed_side, instruction_for, prompt_for
+from objectives.evaluation.mteb_tasks import task_category
 
 
 class TextEncoder(Protocol):
-    """Anything that embeds texts: ``objectives.model.EmbeddingModel`` or an adapter."""
+    """Anything that embeds texts: ``objectives.model.embedding_model.EmbeddingModel`` or an adapter."""
 
     def encode(
         self, texts: Sequence[str], batch_size: int, prompt: str | None = None
@@ -44,7 +44,7 @@ class Evaluation:
     texts_encoded: int
     encode_seconds: float
     evidence: dict[str, TaskEvidence]
-    # mteb's own TaskResult objects, for writing results in MTEB's format (objectives.mteb_results).
+    # mteb's own TaskResult objects, for writing results in MTEB's format (objectives.evaluation.mteb_results).
     task_results: list[Any] = field(default_factory=list)
 
 
@@ -53,7 +53,7 @@ class CachedEncoder(AbsEncoder):
 
     Without ``instructions`` (``None``) retrieval queries get ``query_prompt`` (as training
     queries do) and everything else is encoded bare. With a mapping (task name -> instruction
-    overrides, possibly empty) every task gets its instruction (``objectives.instructions``):
+    overrides, possibly empty) every task gets its instruction (``objectives.evaluation.instructions``):
     symmetric tasks on both sides, retrieval on queries only. A text is cached under (prompt,
     text), so a prompt never leaks into another task's or a document's embedding.
     """

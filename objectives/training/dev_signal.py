@@ -4,7 +4,7 @@ A pruner that watches STS and retrieval alone would cut exactly the arms the pap
 classification and clustering, so each category a study scores gets its own proxy, computed in
 seconds on a few hundred texts that no evaluated task scores:
 
-- STS: Spearman of cosine vs gold on held-out STS Benchmark pairs (``objectives.data.dev_sts``);
+- STS: Spearman of cosine vs gold on held-out STS Benchmark pairs (``objectives.training.pairs.dev_sts``);
 - Retrieval: MRR@10 of held-out training queries, each ranking its own positive among every dev
   positive and hard negative;
 - Classification: nearest-centroid accuracy on labelled rows of the classification task's train
@@ -32,10 +32,15 @@ from sklearn.metrics import v_measure_score
 from sklearn.neighbors import NearestCentroid
 
 from objectives.categories import Category
-from objectives.data import DevSlices, normalise
-from objectives.evaluation import TextEncoder
-from objectives.task_folders import SUBSAMPLE_SEED, read_jsonl, resolve_tasks_dir, task_folder
-from objectives.tasks import task_category
+from objectives.evaluation.mteb_tasks import task_category
+from objectives.evaluation.scoring import TextEncoder
+from objectives.evaluation.task_files import (
+    SUBSAMPLE_SEED,
+    read_jsonl,
+    resolve_tasks_dir,
+    task_folder,
+)
+from objectives.training.pairs import DevSlices, normalise
 
 MRR_AT = 10
 # Rows drawn per label: two fit a centroid and two are classified, so even a 32-text slice holds

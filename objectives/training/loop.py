@@ -34,10 +34,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from objectives.config import ConfigError, TrainConfig
-from objectives.data import Pair, batches, token_budget_chunks
-from objectives.loss import info_nce
-from objectives.model import EmbeddingModel
+from objectives.config.trial_config import ConfigError, TrainConfig
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.training.loss import info_nce
+from objectives.training.pairs import Pair, batches, token_budget_chunks
 
 
 @dataclass

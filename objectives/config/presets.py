@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from objectives.config import ConfigError, TrialConfig, override
-from objectives.instructions import QUERY_INSTRUCTION, prompt_for
+from objectives.config.trial_config import ConfigError, TrialConfig, override
+from objectives.evaluation.instructions import QUERY_INSTRUCTION, prompt_for
 
 # The GPU presets train queries with the retrieval instruction and evaluate every task with its
-# own (objectives.instructions), as the paper's released code; CPU presets keep no instructions.
+# own (objectives.evaluation.instructions), as the paper's released code; CPU presets keep no instructions.
 QUERY_PROMPT = prompt_for(QUERY_INSTRUCTION)
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from objectives.task_folders import resolve_tasks_dir, task_folder
+from objectives.evaluation.task_files import resolve_tasks_dir, task_folder
 
 # Libraries whose version can move a score (numerics, tokenisation, evaluators, sampling).
 VERSIONED: tuple[str, ...] = (

@@ -37,8 +37,8 @@ from collections.abc import Callable
 from typing import Any
 
 from objectives.categories import CATEGORIES, Category
-from objectives.config import DEFAULT_TASKS, ONLINE_TASKS, ConfigError, EvalConfig
-from objectives.task_folders import (
+from objectives.config.trial_config import DEFAULT_TASKS, ONLINE_TASKS, ConfigError, EvalConfig
+from objectives.evaluation.task_files import (
     SUBSAMPLE_SEED,
     TASKS_DIR_ENV,
     Manifest,

@@ -1,4 +1,4 @@
-"""``python -m objectives.evaluate --model DIR``: score a saved or untrained model on the MTEB subset.
+"""``python -m objectives.evaluation.saved_model --model DIR``: score a saved or untrained model on the MTEB subset.
 
 A trial's numbers should be reproducible outside the study: a saved model directory (what
 ``EmbeddingModel.save`` writes) is re-scored with the evaluation settings the trial used when the
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from objectives.cli import Parser, one_line_errors
-from objectives.config import (
+from objectives.config.trial_config import (
     ConfigError,
     EvalConfig,
     ModelConfig,
@@ -27,7 +27,7 @@ from objectives.config import (
 )
 
 if TYPE_CHECKING:
-    from objectives.model import EmbeddingModel
+    from objectives.model.embedding_model import EmbeddingModel
 
 EVAL_CONFIG_FILE = "eval_config.json"
 
@@ -53,9 +53,9 @@ def score(
 ) -> dict[str, float]:
     """Main score per task of ``model`` on the tasks ``eval_config`` names (or ``tasks``, already
     loaded from it), with mteb's evaluators."""
-    from objectives.evaluation import CachedEncoder, evaluate
-    from objectives.instructions import instructions_of
-    from objectives.tasks import load_tasks
+    from objectives.evaluation.instructions import instructions_of
+    from objectives.evaluation.mteb_tasks import load_tasks
+    from objectives.evaluation.scoring import CachedEncoder, evaluate
 
     if tasks is None:
         tasks = load_tasks(eval_config)
@@ -65,7 +65,9 @@ def score(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m objectives.evaluate", description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="python -m objectives.evaluation.saved_model", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--model",
         required=True,
@@ -112,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"--pooling {args.pooling}: an untrained backbone takes eos or mean; a "
                 "trainable head needs a trained model directory"
             )
-    from objectives.model import EmbeddingModel
-    from objectives.tasks import load_tasks
+    from objectives.evaluation.mteb_tasks import load_tasks
+    from objectives.model.embedding_model import EmbeddingModel
 
     tasks = load_tasks(eval_config)  # bad task names and files fail before the model loads
     if is_saved:

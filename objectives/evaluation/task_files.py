@@ -4,7 +4,7 @@ The tasks directory (``--tasks-dir`` or ``ABLATION_TASKS_DIR``) holds one folder
 ``task.yaml`` manifest, at any depth, and the training pairs. Reading and checking those files,
 finding the folder of a task and drawing the same seeded subsample for every trial is all that
 training data, dev signals and provenance need; the mteb task classes built on top live in
-``objectives.tasks``, so loading training pairs never imports the evaluation stack.
+``objectives.evaluation.mteb_tasks``, so loading training pairs never imports the evaluation stack.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from objectives.categories import Category
-from objectives.config import ConfigError
+from objectives.config.trial_config import ConfigError
 from objectives.errors import one_line
 
 __all__ = [

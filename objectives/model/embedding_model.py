@@ -18,10 +18,15 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from objectives.backbone import backbone_inputs, check_attention_mode, layer_count, load_backbone
-from objectives.config import ModelConfig, from_dict, to_dict
-from objectives.lora import apply_lora, load_lora
-from objectives.pooling import NO_DECAY, build_pooling
+from objectives.config.trial_config import ModelConfig, from_dict, to_dict
+from objectives.model.backbone import (
+    backbone_inputs,
+    check_attention_mode,
+    layer_count,
+    load_backbone,
+)
+from objectives.model.lora import apply_lora, load_lora
+from objectives.model.pooling import NO_DECAY, build_pooling
 
 CONFIG_FILE = "model_config.json"
 HEAD_FILE = "head.safetensors"
@@ -213,7 +218,7 @@ def _with_lora(
 
 
 def _head(config: ModelConfig, backbone: PreTrainedModel | PeftModel) -> nn.Module:
-    """The pooling head, float32 whatever the backbone's dtype (see ``objectives.pooling``)."""
+    """The pooling head, float32 whatever the backbone's dtype (see ``objectives.model.pooling``)."""
     hf_config = backbone.config
     head = build_pooling(
         config.pooling, hf_config.hidden_size, layer_count(hf_config), config.attention

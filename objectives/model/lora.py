@@ -16,7 +16,7 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
-from objectives.config import ConfigError, LoraSettings
+from objectives.config.trial_config import ConfigError, LoraSettings
 from objectives.errors import one_line
 
 ALL_LINEAR = "all-linear"

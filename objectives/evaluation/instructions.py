@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from objectives.categories import Category
-from objectives.config import ConfigError, EvalConfig
-from objectives.task_folders import discover_tasks
+from objectives.config.trial_config import ConfigError, EvalConfig
+from objectives.evaluation.task_files import discover_tasks
 
 QUERY_INSTRUCTION = "Given a query, retrieve passages that answer it"
 PROMPT_TEMPLATE = "Instruct: {instruction}\nQuery: "

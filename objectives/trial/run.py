@@ -15,10 +15,17 @@ from pathlib import Path
 import torch
 from threadpoolctl import threadpool_limits
 
-from objectives.backbone import attention_kernels
 from objectives.categories import Category
-from objectives.config import EvalConfig, TrialConfig, to_dict
-from objectives.data import (
+from objectives.config.trial_config import EvalConfig, TrialConfig, to_dict
+from objectives.evaluation.instructions import instructions_of
+from objectives.evaluation.mteb_tasks import load_tasks, resolve_tasks_dir, task_names, task_texts
+from objectives.evaluation.saved_model import save_eval_config
+from objectives.evaluation.scoring import CachedEncoder, evaluate
+from objectives.model.backbone import attention_kernels
+from objectives.model.embedding_model import EmbeddingModel
+from objectives.training.dev_signal import DevSet, dev_proxies, labelled_slices
+from objectives.training.loop import train
+from objectives.training.pairs import (
     DevSlices,
     cap_pairs,
     dev_sts,
@@ -28,16 +35,9 @@ from objectives.data import (
     pairs_source,
     split_dev,
 )
-from objectives.dev_signal import DevSet, dev_proxies, labelled_slices
-from objectives.evaluate import save_eval_config
-from objectives.evaluation import CachedEncoder, evaluate
-from objectives.instructions import instructions_of
-from objectives.memory import peak_memory
-from objectives.model import EmbeddingModel
-from objectives.provenance import trial_provenance
-from objectives.results import Costs, TrialResult, category_means
-from objectives.tasks import load_tasks, resolve_tasks_dir, task_names, task_texts
-from objectives.training import train
+from objectives.trial.memory import peak_memory
+from objectives.trial.provenance import trial_provenance
+from objectives.trial.results import Costs, TrialResult, category_means
 
 # report(step, proxies): each scored category's dev proxy at that training step.
 Report = Callable[[int, dict[str, float]], None]
@@ -52,14 +52,14 @@ def run_trial(
     """Build, fine-tune and score the model ``config`` describes.
 
     ``report(step, proxies)`` receives the cheap held-out proxy of each scored category
-    (``objectives.dev_signal``) before training (step 0), every ``train.eval_every`` optimizer
+    (``objectives.training.dev_signal``) before training (step 0), every ``train.eval_every`` optimizer
     steps and after the last step. The same seed gives the same data order, initialisation and
     result on CPU.
 
-    Costs: ``objectives.results.Costs``, every field recorded.
+    Costs: ``objectives.trial.results.Costs``, every field recorded.
 
     ``save_to``: a directory to keep the scored model in, with the evaluation settings it was scored
-    with, so ``python -m objectives.evaluate --model DIR`` reproduces the scores.
+    with, so ``python -m objectives.evaluation.saved_model --model DIR`` reproduces the scores.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
