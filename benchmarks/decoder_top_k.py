@@ -61,7 +61,7 @@ def arm_costs(settings: Choices, wanted: list[str]) -> None:
     for skipped in arms.skipped:
         print(f"skipped arm {skipped['arm']}: {skipped['reason']}")
     labels = [label for label in arms.labels if not wanted or label in wanted]
-    base = arms.base
+    base = arms.base_config
     print(
         f"\n== top-k-layers, one trial per arm ({base.train.steps} steps of "
         f"{base.train.batch_size} pairs, max_length {base.model.max_length}, "
@@ -137,7 +137,7 @@ def main() -> None:
         args.tasks_dir or os.environ.get("ABLATION_TASKS_DIR") or REPO.parent / "shared" / "data"
     )
     changes = tuple(tuple(item.split("=", 1)) for item in args.set)
-    settings = Choices(preset=PRESET, tasks_dir=tasks_dir, changes=changes)
+    settings = Choices(preset=PRESET, tasks_dir=tasks_dir, overrides=changes)
     base = override(preset_config(PRESET, {"eval.tasks_dir": tasks_dir}), dict(changes))
     threads = base.threads or torch.get_num_threads()
     print(

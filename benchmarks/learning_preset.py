@@ -122,10 +122,10 @@ def main() -> None:
         args.tasks_dir or os.environ.get("ABLATION_TASKS_DIR") or REPO.parent / "shared" / "data"
     )
     changes = tuple(tuple(item.split("=", 1)) for item in args.set)
-    settings = Choices(preset=args.preset, tasks_dir=tasks_dir, changes=changes)
+    settings = Choices(preset=args.preset, tasks_dir=tasks_dir, overrides=changes)
     arms = resolve_arms(get_plan(args.study), settings)
     configs = {label: replace(arms.configs[label], seed=args.seed) for label in args.arms}
-    base = arms.base
+    base = arms.base_config
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, preset {args.preset}, study {args.study}, "
         f"seed {args.seed}: backbone {base.model.backbone}, {base.train.steps} steps x "

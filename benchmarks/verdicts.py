@@ -60,7 +60,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a plain script from a checkout, no install needed
 
 from dashboards.ablation_table import build_table  # noqa: E402
-from dashboards.records import StudyRecords, load_records  # noqa: E402
+from dashboards.records import ReportedStudy, load_records  # noqa: E402
 from dashboards.report import write_report  # noqa: E402
 from dashboards.verdicts import ALPHA, BETTER, EQUIVALENT, ROPE, WORSE, verdict_kind  # noqa: E402
 from objectives.categories import Category  # noqa: E402
@@ -264,7 +264,7 @@ class Design:
     failures: bool = False
 
 
-def simulate(models: list[TaskModel], design: Design, rng: np.random.Generator) -> StudyRecords:
+def simulate(models: list[TaskModel], design: Design, rng: np.random.Generator) -> ReportedStudy:
     """One study of ``design`` whose evidence follows the measured structure."""
     study = optuna.create_study(direction="maximize")
     arms = ["base"] + [f"arm {i}" for i in range(1, design.arms)]
@@ -322,7 +322,7 @@ def simulate(models: list[TaskModel], design: Design, rng: np.random.Generator) 
                 curve = {0: start, 10: final}
                 gap = None if base_dev is None else final - base_dev
                 study.add_trial(_frozen(Cell(arm, seed), result, distributions, curve, state, gap))
-    return StudyRecords(study, "memory", plan, [], None, None, study.get_trials(deepcopy=False))
+    return ReportedStudy(study, "memory", plan, [], None, None, study.get_trials(deepcopy=False))
 
 
 def _plan(arms: list[str]) -> PlanRecord:

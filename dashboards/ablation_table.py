@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from dashboards.provenance import study_provenance
-from dashboards.records import StudyRecords, category_score, seed_of, task_scores
+from dashboards.records import ReportedStudy, category_score, seed_of, task_scores
 from dashboards.verdicts import (
     ALPHA,
     ARM_NOT_LEARNED,
@@ -53,7 +53,7 @@ BOOTSTRAP_DRAWS = 200
 
 
 @dataclass(frozen=True)
-class Cell:
+class ColumnCell:
     """One arm's column: mean and std over the seeds it shares with the baseline, and the verdict."""
 
     mean: float | None
@@ -72,7 +72,7 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class PrunedCell:
+class PrunedColumnCell:
     """A seed of the arm stopped early: the step and the dev-proxy gap to its reference, if stored."""
 
     seed: object
@@ -87,9 +87,9 @@ class ArmRow:
     complete: int
     pruned: int
     failed: int
-    cells: dict[str, Cell] = field(default_factory=dict)
+    cells: dict[str, ColumnCell] = field(default_factory=dict)
     shared: int = 0
-    pruned_cells: list[PrunedCell] = field(default_factory=list)
+    pruned_cells: list[PrunedColumnCell] = field(default_factory=list)
     # Seeds launched for the arm that have no COMPLETE trial but a pruned or failed one.
     lost_seeds: tuple[object, ...] = ()
     # Did the dev signal rise from step 0 (``verdicts.learned``, on the seeds shared with the
@@ -179,7 +179,7 @@ class AblationTable:
 
 
 def build_table(
-    records: StudyRecords, alpha: float = ALPHA, rope: Rope | float | None = None
+    records: ReportedStudy, alpha: float = ALPHA, rope: Rope | float | None = None
 ) -> AblationTable:
     """Aggregate the study into the ablation table; arms with no finished seed get empty cells."""
     ropes = rope if isinstance(rope, Rope) else Rope() if rope is None else Rope(float(rope))
@@ -188,7 +188,7 @@ def build_table(
         return _build(records, alpha, ropes)
 
 
-def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
+def _build(records: ReportedStudy, alpha: float, ropes: Rope) -> AblationTable:
     chosen = {arm: records.cells(arm) for arm in records.arms}
     resampler = _Resampler([t for cells in chosen.values() for t in cells.values()])
     columns = _columns(records, chosen, resampler.categories)
@@ -243,7 +243,7 @@ def _build(records: StudyRecords, alpha: float, ropes: Rope) -> AblationTable:
     )
 
 
-def _search_warning(records: StudyRecords) -> list[str]:
+def _search_warning(records: ReportedStudy) -> list[str]:
     """Cells that ran several trials came from a search the test objective steered (Optuna is told
     it): picking on dev removes the last winner's curse, not the steering."""
     most = max(
@@ -315,7 +315,7 @@ def _learning_warnings(
 
 
 def _columns(
-    records: StudyRecords, chosen: dict[str, dict[object, FrozenTrial]], categories: dict[str, str]
+    records: ReportedStudy, chosen: dict[str, dict[object, FrozenTrial]], categories: dict[str, str]
 ) -> tuple[str, ...]:
     tasks = sorted(
         {t for cells in chosen.values() for tr in cells.values() for t in task_scores(tr)}
@@ -353,11 +353,11 @@ def _in_column(task: str, column: str, categories: dict[str, str]) -> bool:
     return task == column
 
 
-def _summary(values: list[float]) -> Cell:
+def _summary(values: list[float]) -> ColumnCell:
     if not values:
-        return Cell(mean=None, std=None, n=0)
+        return ColumnCell(mean=None, std=None, n=0)
     std = statistics.stdev(values) if len(values) > 1 else None
-    return Cell(mean=statistics.fmean(values), std=std, n=len(values))
+    return ColumnCell(mean=statistics.fmean(values), std=std, n=len(values))
 
 
 class _Resampler:
@@ -447,12 +447,12 @@ def _mean(parts: Iterable[np.ndarray | float]) -> np.ndarray | float:
 
 
 def _compare(
-    cell: Cell,
+    cell: ColumnCell,
     pairs: list[tuple[FrozenTrial, FrozenTrial]],
     column: str,
     resampler: _Resampler,
     alpha: float,
-) -> Cell:
+) -> ColumnCell:
     pairs = [
         (a, b) for a, b in pairs if _value(a, column) is not None and _value(b, column) is not None
     ]
@@ -468,7 +468,7 @@ def _compare(
     if column == OBJECTIVE or column in CATEGORIES:
         diffs_per_task = _task_diffs(pairs, column, resampler.categories)
         tasks_test = wilcoxon_across_tasks(diffs_per_task, alpha)
-    return Cell(
+    return ColumnCell(
         mean=cell.mean,
         std=cell.std,
         n=cell.n,
@@ -491,10 +491,10 @@ def _task_diffs(
 
 
 def _row(
-    records: StudyRecords,
+    records: ReportedStudy,
     arm: str,
     baseline: str | None,
-    cells: dict[str, Cell],
+    cells: dict[str, ColumnCell],
     shared: list[FrozenTrial],
     chosen: dict[object, FrozenTrial],
 ) -> ArmRow:
@@ -532,9 +532,9 @@ def _learning(trials: list[FrozenTrial]) -> dict[str, object]:
     }
 
 
-def _pruned_cell(trial: FrozenTrial) -> PrunedCell:
+def _pruned_cell(trial: FrozenTrial) -> PrunedColumnCell:
     stop = read_pruned(trial) or Pruned(None, None)
-    return PrunedCell(seed_of(trial), stop.step, stop.gap)
+    return PrunedColumnCell(seed_of(trial), stop.step, stop.gap)
 
 
 def _holm_and_verdicts(
@@ -621,9 +621,9 @@ def _mark_best(rows: list[ArmRow], columns: tuple[str, ...]) -> list[ArmRow]:
     ]
 
 
-def _with(cell: Cell, **changes: object) -> Cell:
+def _with(cell: ColumnCell, **changes: object) -> ColumnCell:
     return replace(cell, **changes)
 
 
-def _with_row(row: ArmRow, cells: dict[str, Cell], detectable: float | None) -> ArmRow:
+def _with_row(row: ArmRow, cells: dict[str, ColumnCell], detectable: float | None) -> ArmRow:
     return replace(row, cells=cells, detectable=detectable)

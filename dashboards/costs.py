@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from dashboards.records import StudyRecords
+from dashboards.records import ReportedStudy
 from objectives.trial.results import COST_FIELDS, Costs
 from storage.study_records import read_result
 
@@ -48,7 +48,7 @@ class PruningSavings:
         return self.seconds_saved / whole if whole > 0 else 0.0
 
 
-def arm_costs(records: StudyRecords) -> list[ArmCost]:
+def arm_costs(records: ReportedStudy) -> list[ArmCost]:
     rows = []
     for arm in records.arms:
         done = records.complete(arm)
@@ -59,7 +59,7 @@ def arm_costs(records: StudyRecords) -> list[ArmCost]:
     return rows
 
 
-def pruning_savings(records: StudyRecords) -> PruningSavings:
+def pruning_savings(records: ReportedStudy) -> PruningSavings:
     complete = records.complete()
     pruned = records.by_state(TrialState.PRUNED)
     full_steps = max((_last_step(t) or 0 for t in complete), default=0) or None

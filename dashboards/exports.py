@@ -14,14 +14,14 @@ from rich.console import RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from dashboards.ablation_table import AblationTable, ArmRow, Cell, build_table
+from dashboards.ablation_table import AblationTable, ArmRow, ColumnCell, build_table
 from dashboards.records import load_records
 from dashboards.verdicts import Rope
 
 DIGITS = 4
 
 
-def format_cell(cell: Cell) -> str:
+def format_cell(cell: ColumnCell) -> str:
     """``0.7123 ± 0.0040  Δ -0.0011 [-0.0300, +0.0278] inconclusive``; ``—`` with no finished seed."""
     if cell.mean is None:
         return cell.verdict or "—"

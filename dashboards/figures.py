@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 
 from dashboards.ablation_table import AblationTable
 from dashboards.costs import ArmCost
-from dashboards.records import StudyRecords, arm_of, category_score, seed_of
+from dashboards.records import ReportedStudy, arm_of, category_score, seed_of
 from dashboards.verdicts import BETTER, EQUIVALENT, WORSE, verdict_kind
 from objectives.trial.results import CATEGORIES, OBJECTIVE
 
@@ -45,7 +45,7 @@ def arm_colors(arms: list[str]) -> dict[str, str]:
     return {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(arms)}
 
 
-def intermediate_curves(records: StudyRecords) -> Figure:
+def intermediate_curves(records: ReportedStudy) -> Figure:
     """One line per trial, coloured by arm; pruned trials dashed and ending in a large X."""
     title = "Intermediate held-out score by training step"
     colors = arm_colors(records.arms)
@@ -93,7 +93,7 @@ def intermediate_curves(records: StudyRecords) -> Figure:
     return Figure(title, fig)
 
 
-def importance_figures(records: StudyRecords) -> list[Figure]:
+def importance_figures(records: ReportedStudy) -> list[Figure]:
     """optuna's ``plot_param_importances`` for each category and the average, where computable.
 
     Importance needs at least two parameters that vary across finished trials (with a grid over

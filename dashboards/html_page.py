@@ -15,7 +15,7 @@ import plotly.io as pio
 import plotly.offline
 from optuna.trial import FrozenTrial, TrialState
 
-from dashboards.ablation_table import AblationTable, Cell
+from dashboards.ablation_table import AblationTable, ColumnCell
 from dashboards.costs import ArmCost, PruningSavings
 from dashboards.exports import (
     REFERENCE_NOTE,
@@ -25,7 +25,7 @@ from dashboards.exports import (
     seeds_text,
 )
 from dashboards.figures import Figure
-from dashboards.records import StudyRecords, arm_of, fail_reason, seed_of
+from dashboards.records import ReportedStudy, arm_of, fail_reason, seed_of
 from dashboards.verdicts import verdict_kind
 from storage.study_records import Pruned, read_pruned, retried_from
 
@@ -53,7 +53,7 @@ td.best { font-weight: 700; background: #dafbe1; }
 
 @dataclass(frozen=True)
 class ReportContent:
-    records: StudyRecords
+    records: ReportedStudy
     table: AblationTable
     forest: Figure
     curves: Figure
@@ -101,7 +101,7 @@ def _section(title: str, body: str) -> str:
     return f'<section id="{slug}"><h2>{escape(title)}</h2>{body}</section>'
 
 
-def _header(records: StudyRecords, table: AblationTable) -> str:
+def _header(records: ReportedStudy, table: AblationTable) -> str:
     plan = records.plan
     states = Counter(t.state.name.lower() for t in records.trials)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no trials"
@@ -153,7 +153,7 @@ def _table(table: AblationTable) -> str:
     )
 
 
-def _cell(cell: Cell) -> str:
+def _cell(cell: ColumnCell) -> str:
     text = escape(format_cell(cell))
     if cell.verdict:
         kind = verdict_kind(cell.verdict) or "other"
@@ -267,7 +267,7 @@ def _trials(n: int) -> str:
     return f"{n} trial" if n == 1 else f"{n} trials"
 
 
-def _skipped(records: StudyRecords) -> str:
+def _skipped(records: ReportedStudy) -> str:
     if not records.skipped_arms:
         return '<p class="note">No arm was skipped.</p>'
     rows = [
@@ -277,7 +277,7 @@ def _skipped(records: StudyRecords) -> str:
     return _html_table("skipped-arms", ["arm", "reason"], rows)
 
 
-def _failed(records: StudyRecords) -> str:
+def _failed(records: ReportedStudy) -> str:
     failed = records.by_state(TrialState.FAIL)
     if not failed:
         return '<p class="note">No trial failed.</p>'
@@ -293,7 +293,7 @@ def _failed(records: StudyRecords) -> str:
     return _html_table("failed-trials", ["trial", "arm", "seed", "reason", "retried as"], rows)
 
 
-def _pruned(records: StudyRecords) -> str:
+def _pruned(records: ReportedStudy) -> str:
     pruned = records.by_state(TrialState.PRUNED)
     if not pruned:
         return '<p class="note">No trial was pruned.</p>'

@@ -1,7 +1,7 @@
 """Read one study back from storage as the report sees it: arms, their trials by state, the plan.
 
 The study's layout (docs/DESIGN.md, "Study records") is read through ``storage.study_records``, the
-module the search service writes it with; everything downstream works on ``StudyRecords``. Only
+module the search service writes it with; everything downstream works on ``ReportedStudy``. Only
 COMPLETE trials count as finished arm x seed cells: a PRUNED trial stopped early and its partial
 curve must never enter the table.
 """
@@ -32,7 +32,7 @@ class ReportError(AblationError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class StudyRecords:
+class ReportedStudy:
     """A study's plan and trials, grouped the way the report needs them."""
 
     study: optuna.Study
@@ -119,7 +119,7 @@ def fail_reason(trial: FrozenTrial) -> str:
     return read_error(trial) or "no reason recorded (worker killed or heartbeat lost?)"
 
 
-def load_records(study_name: str, url: str | None = None) -> StudyRecords:
+def load_records(study_name: str, url: str | None = None) -> ReportedStudy:
     """Open the storage and load ``study_name``; every failure is one ``ReportError`` line."""
     url = resolve_url(url)
     try:
@@ -136,7 +136,7 @@ def load_records(study_name: str, url: str | None = None) -> StudyRecords:
             "check --study and --storage"
         ) from None
     record = read_study_record(study)
-    return StudyRecords(
+    return ReportedStudy(
         study=study,
         storage_label=redact(url),
         plan=record.plan,

@@ -17,14 +17,14 @@ from dashboards.costs import arm_costs, pruning_savings
 from dashboards.exports import to_csv, to_latex, to_markdown
 from dashboards.figures import cost_figure, forest_plot, importance_figures, intermediate_curves
 from dashboards.html_page import ReportContent, render
-from dashboards.records import StudyRecords, load_records
+from dashboards.records import ReportedStudy, load_records
 from dashboards.verdicts import ALPHA, ROPE, Rope, rope_argument
 from objectives.cli import Parser, one_line_errors
 from storage.cli import add_storage_argument
 
 
 def build_report(
-    records: StudyRecords, alpha: float = ALPHA, rope: Rope | float | None = None
+    records: ReportedStudy, alpha: float = ALPHA, rope: Rope | float | None = None
 ) -> ReportContent:
     costs = arm_costs(records)
     table = build_table(records, alpha=alpha, rope=rope)

@@ -33,7 +33,7 @@ class Choices:
     base: str | None = None
     model: str | None = None
     tasks_dir: str | None = None
-    changes: tuple[tuple[str, Any], ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Arms:
 
     configs: dict[str, TrialConfig]
     skipped: list[dict[str, str]]
-    base: TrialConfig
+    base_config: TrialConfig
     num_layers: int | None
 
     @property
@@ -50,7 +50,7 @@ class Arms:
         return list(self.configs)
 
 
-def resolve_arms(plan: Plan, settings: Choices) -> Arms:
+def resolve_arms(plan: Plan, choices: Choices) -> Arms:
     """Build every arm's config; skip arms impossible on the backbone and arms identical to an
     earlier one.
 
@@ -59,38 +59,38 @@ def resolve_arms(plan: Plan, settings: Choices) -> Arms:
     overwrite the ablated part, or a ``--base`` whose variant ignores it (every arm the same model).
     """
     ablated = {path for arm in plan.arms for path in arm.overrides}
-    clash = ablated & {path for path, _ in settings.changes}
+    clash = ablated & {path for path, _ in choices.overrides}
     if clash:
         raise PlanError(
             f"--set {', '.join(sorted(clash))} is the part that study '{plan.name}' ablates; "
             "drop it or write a plan file with the arms you want"
         )
-    base_name = settings.base or plan.base
-    if settings.base and all(set(VARIANTS[base_name]) <= set(a.overrides) for a in plan.arms):
+    base_name = choices.base or plan.base
+    if choices.base and all(set(VARIANTS[base_name]) <= set(a.overrides) for a in plan.arms):
         raise PlanError(
             f"study '{plan.name}' compares the variants themselves; --base does not apply to it"
         )
-    arms = _resolve(plan, settings, base_name)
+    arms = _resolve(plan, choices, base_name)
     if plan.baseline not in arms.configs:
         reason = next(s["reason"] for s in arms.skipped if s["arm"] == plan.baseline)
         raise PlanError(f"the baseline arm '{plan.baseline}' of study '{plan.name}': {reason}")
-    if settings.base and len(arms.configs) == 1 < len(plan.arms):
-        applies = [v for v in VARIANTS if len(_resolve(plan, settings, v).configs) > 1]
+    if choices.base and len(arms.configs) == 1 < len(plan.arms):
+        applies = [v for v in VARIANTS if len(_resolve(plan, choices, v).configs) > 1]
         raise PlanError(
-            f"--base {settings.base} ignores what study '{plan.name}' ablates ({plan.ablated}): "
+            f"--base {choices.base} ignores what study '{plan.name}' ablates ({plan.ablated}): "
             f"every arm builds the same model; use --base {' or '.join(applies)}"
         )
     return arms
 
 
-def _resolve(plan: Plan, settings: Choices, base_name: str) -> Arms:
-    base = apply_variant(preset_config(settings.preset), base_name)
+def _resolve(plan: Plan, choices: Choices, base_name: str) -> Arms:
+    base = apply_variant(preset_config(choices.preset), base_name)
     base = override(base, plan.overrides)
-    user = dict(settings.changes)
-    if settings.model:
-        user["model.backbone"] = settings.model
-    if settings.tasks_dir:
-        user["eval.tasks_dir"] = settings.tasks_dir
+    user = dict(choices.overrides)
+    if choices.model:
+        user["model.backbone"] = choices.model
+    if choices.tasks_dir:
+        user["eval.tasks_dir"] = choices.tasks_dir
     base = override(base, user)
 
     configs = {arm.label: override(base, arm.overrides) for arm in plan.arms}
@@ -115,7 +115,7 @@ def _resolve(plan: Plan, settings: Choices, base_name: str) -> Arms:
         seen[key] = label
         kept[label] = config
     ordered = {a.label: kept[a.label] for a in plan.arms if a.label in kept}
-    return Arms(configs=ordered, skipped=skipped, base=base, num_layers=layers)
+    return Arms(configs=ordered, skipped=skipped, base_config=base, num_layers=layers)
 
 
 def _layer_count(base: TrialConfig, configs: dict[str, TrialConfig]) -> int | None:

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--set",
-        dest="changes",
+        dest="overrides",
         action="append",
         default=[],
         metavar="PATH=VALUE",
@@ -171,7 +171,7 @@ class Launch:
     args: argparse.Namespace
     plan: Plan
     arms: Arms
-    settings: Choices
+    choices: Choices
     name: str
     url: str
     storage_settings: StorageSettings
@@ -252,29 +252,29 @@ def _validate(
     tasks_dir = resolve_tasks_dir(args.tasks_dir)
     if tasks_dir is None:
         _require_hub()
-    changes = [_parse_set(item) for item in args.changes]
+    overrides = [_parse_set(item) for item in args.overrides]
     if args.tasks:
-        changes.append(("eval.tasks", args.tasks))
-    settings = Choices(
+        overrides.append(("eval.tasks", args.tasks))
+    choices = Choices(
         preset=args.preset,
         base=args.base,
         model=args.model,
         tasks_dir=str(tasks_dir) if tasks_dir else None,
-        changes=tuple(changes),
+        overrides=tuple(overrides),
     )
-    arms = resolve_arms(plan, settings)
+    arms = resolve_arms(plan, choices)
     if args.address and args.address != "auto" and not args.dry_run:
         _probe_ray(args.address)  # before the storage, which SQLite would create
-    if arms.base.eval not in scored:  # reads every task file: a broken one fails here
-        tasks = load_tasks(arms.base.eval)
-        scored[arms.base.eval] = {t.metadata.name: task_category(t) for t in tasks}
-    plan.check_objective(scored[arms.base.eval])
+    if arms.base_config.eval not in scored:  # reads every task file: a broken one fails here
+        tasks = load_tasks(arms.base_config.eval)
+        scored[arms.base_config.eval] = {t.metadata.name: task_category(t) for t in tasks}
+    plan.check_objective(scored[arms.base_config.eval])
     return Launch(
         args=args,
         plan=plan,
         arms=arms,
-        settings=settings,
-        name=args.study_name or _default_name(args, plan, settings, arms.base.eval.holdout),
+        choices=choices,
+        name=args.study_name or _default_name(args, plan, choices, arms.base_config.eval.holdout),
         url=resolve_url(args.storage),
         storage_settings=StorageSettings(
             heartbeat_interval=max(1, min(30, args.grace_period // 4)),
@@ -283,13 +283,13 @@ def _validate(
     )
 
 
-def _default_name(args: argparse.Namespace, plan: Plan, settings: Choices, holdout: bool) -> str:
+def _default_name(args: argparse.Namespace, plan: Plan, choices: Choices, holdout: bool) -> str:
     """The default study name; a subset of arms (``--arms``) gets its own, so two subsets of one
     study never meet under one name (a relaunch with other arms would be refused), and so does
     the same study scored on held-out texts (``eval.holdout``, suffix ``.holdout``)."""
     if args.arms:
         plan = replace(plan, name=f"{plan.name}.{'+'.join(a.label for a in plan.arms)}")
-    name = default_study_name(plan, settings)
+    name = default_study_name(plan, choices)
     return f"{name}.holdout" if holdout else name
 
 
@@ -315,7 +315,7 @@ def _run_all(launches: list[Launch], storage: optuna.storages.RDBStorage) -> int
 
 def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     plan, arms = launch.plan, launch.arms
-    study = prepare_study(storage, launch.name, plan, arms, launch.settings)
+    study = prepare_study(storage, launch.name, plan, arms, launch.choices)
     added = enqueue_missing(study, plan, arms)
     describe_plan(plan, arms, launch.name, phrases=launch.phrases)
     print(f"storage {redact(launch.url)}: {len(added)} trials queued now", flush=True)
@@ -351,7 +351,7 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
         job = Job(
             study_name=launch.name,
             storage_url=launch.url,
-            settings=launch.storage_settings,
+            storage_settings=launch.storage_settings,
             plan=launch.plan,
             configs=job_configs(launch.arms.configs, args.cpus_per_trial),
             pruning=Pruning(args.pruner, args.prune_after, args.prune_margin),

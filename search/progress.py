@@ -50,7 +50,7 @@ def describe_plan(
     seeds = plan.seed_values()
     print(
         f"study '{study_name}': {plan.description}\n"
-        f"  ablated: {plan.ablated} ({plan.action}); base {arms.base.model.backbone}"
+        f"  ablated: {plan.ablated} ({plan.action}); base {arms.base_config.model.backbone}"
         f"{f' ({arms.num_layers} layers)' if arms.num_layers else ''}",
         file=out,
     )

@@ -354,7 +354,7 @@ def run_study(
         baseline=job.plan.baseline,
         gated=job.pruning.name != "none",
         max_concurrent=resources.max_concurrent,
-        heartbeat_interval=job.settings.heartbeat_interval,
+        heartbeat_interval=job.storage_settings.heartbeat_interval,
         poll_seconds=poll_seconds,
         on_change=on_change,
         warming=warming,

@@ -42,11 +42,11 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 
 
-def default_study_name(plan: Plan, settings: Choices) -> str:
+def default_study_name(plan: Plan, choices: Choices) -> str:
     """``<plan>.<preset>.<base>[.<backbone>]``: different presets or backbones never share a study."""
-    parts = [plan.name, settings.preset, settings.base or plan.base]
-    if settings.model:
-        parts.append(settings.model.rstrip("/").rsplit("/", 1)[-1])
+    parts = [plan.name, choices.preset, choices.base or plan.base]
+    if choices.model:
+        parts.append(choices.model.rstrip("/").rsplit("/", 1)[-1])
     return ".".join(parts)
 
 
@@ -65,7 +65,7 @@ def prepare_study(
     name: str,
     plan: Plan,
     arms: Arms,
-    settings: Choices,
+    choices: Choices,
 ) -> optuna.Study:
     """Create the study or check that an existing one ran the same plan on the same base config
     and data.
@@ -74,8 +74,10 @@ def prepare_study(
     or training data (``study_data_hashes``) under the same name would mix two experiments, so it
     is refused (``PlanError``, one line with the fix) before anything is written.
     """
-    fp = fingerprint(arms.base)
-    hashes = study_data_hashes(arms.base)  # read before writing: a broken file changes nothing
+    fp = fingerprint(arms.base_config)
+    hashes = study_data_hashes(
+        arms.base_config
+    )  # read before writing: a broken file changes nothing
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True
     )
@@ -89,9 +91,9 @@ def prepare_study(
         StudyRecord(
             plan=PlanRecord(**record),
             skipped_arms=[SkippedArm(arm=s["arm"], reason=s["reason"]) for s in arms.skipped],
-            preset=settings.preset,
-            backbone=arms.base.model.backbone,
-            base=settings.base or plan.base,
+            preset=choices.preset,
+            backbone=arms.base_config.model.backbone,
+            base=choices.base or plan.base,
             config_fingerprint=fp,
             data_hashes=hashes,
         ),

@@ -45,7 +45,7 @@ class Job:
 
     study_name: str
     storage_url: str
-    settings: StorageSettings
+    storage_settings: StorageSettings
     plan: Plan
     configs: dict[str, dict[str, Any]]
     pruning: Pruning = field(default_factory=Pruning)
@@ -85,9 +85,9 @@ _STORAGES: dict[tuple[str, StorageSettings], optuna.storages.RDBStorage] = {}
 
 def _storage(job: Job) -> optuna.storages.RDBStorage:
     """One storage (connection pool) per worker process, reused by the trials it runs."""
-    key = (job.storage_url, job.settings)
+    key = (job.storage_url, job.storage_settings)
     if key not in _STORAGES:
-        _STORAGES[key] = open_storage(job.storage_url, job.settings)
+        _STORAGES[key] = open_storage(job.storage_url, job.storage_settings)
     return _STORAGES[key]
 
 
@@ -131,7 +131,7 @@ def run_cell(job: Job, trial_id: int) -> Outcome:
     study.get_trials(deepcopy=False)  # sync Optuna's trial cache, which must know the trial
     trial = optuna.Trial(study, trial_id)
     node = node_id()
-    with Heartbeat(storage, trial_id, job.settings.heartbeat_interval):
+    with Heartbeat(storage, trial_id, job.storage_settings.heartbeat_interval):
         write_node(trial, node)
         try:
             arm, seed = suggest_cell(trial, [a.label for a in job.plan.arms], job.plan.seeds)

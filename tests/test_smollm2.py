@@ -282,7 +282,7 @@ def test_layer_studies_keep_every_arm_on_the_30_layer_preset(
 
     arms = resolve_arms(get_plan(study), Choices(preset="cpu-decoder"))
     assert arms.skipped == [] and arms.num_layers == 30
-    assert arms.base.model.backbone == "smollm2-135m"
+    assert arms.base_config.model.backbone == "smollm2-135m"
     for label, layers in expected.items():
         rule = arms.configs[label].model.pooling.layers
         assert resolve_layers(rule, arms.num_layers) == tuple(layers)

@@ -59,7 +59,7 @@ def test_an_arm_identical_to_another_is_skipped_and_the_baseline_kept() -> None:
 
 
 def test_set_on_the_ablated_part_and_base_on_the_variant_study_are_refused() -> None:
-    clash = Choices(preset="smoke", changes=(("model.pooling.heads", "4"),))
+    clash = Choices(preset="smoke", overrides=(("model.pooling.heads", "4"),))
     with pytest.raises(PlanError, match="is the part that study 'cross-attn-width' ablates"):
         resolve_arms(get_plan("cross-attn-width"), clash)
     with pytest.raises(PlanError, match="--base does not apply"):
@@ -138,9 +138,9 @@ def test_a_relaunch_with_other_settings_under_the_same_name_is_refused(
     plan = get_plan("layer-weights")
     _prepared(sqlite_url, plan)
     moved = shutil.copytree(tasks_dir, tmp_path / "moved")  # the same data elsewhere: accepted
-    _prepared(sqlite_url, plan, Choices("smoke", changes=(("eval.tasks_dir", str(moved)),)))
+    _prepared(sqlite_url, plan, Choices("smoke", overrides=(("eval.tasks_dir", str(moved)),)))
     with pytest.raises(PlanError, match="was run with other settings"):
-        _prepared(sqlite_url, plan, Choices("smoke", changes=(("train.steps", "9"),)))
+        _prepared(sqlite_url, plan, Choices("smoke", overrides=(("train.steps", "9"),)))
 
 
 def test_more_seeds_extend_the_same_study(sqlite_url: str) -> None:
@@ -159,7 +159,7 @@ def _own_data(tasks_dir: Path, tmp_path: Path) -> tuple[Choices, Path, Path]:
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"query": "a cat", "positive": "a kitten"}\n', encoding="utf-8")
     changes = (("eval.tasks", "STSBenchmark"), ("train.data", str(pairs)))
-    settings = Choices("smoke", tasks_dir=str(tmp_path / "tasks"), changes=changes)
+    settings = Choices("smoke", tasks_dir=str(tmp_path / "tasks"), overrides=changes)
     return settings, task / "test.jsonl", pairs
 
 
@@ -169,7 +169,7 @@ def test_the_study_stores_the_data_hashes_a_trial_of_it_records(
     settings, _, pairs = _own_data(tasks_dir, tmp_path)
     plan = get_plan("layer-weights")
     study, arms = _prepared(sqlite_url, plan, settings)
-    config = arms.base
+    config = arms.base_config
     trial_side = trial_provenance(load_tasks(config.eval), config.eval.tasks_dir, str(pairs))
     assert read_data_hashes(study) == trial_side["data"]
     assert set(trial_side["data"]) == {"task.STSBenchmark", "train"}
@@ -211,7 +211,7 @@ def test_a_study_from_before_data_hashes_accepts_a_relaunch_and_records_them(
     study.set_user_attr("data_hashes", None)  # the stored key: a study from before has none
     assert read_data_hashes(study) is None
     study, _ = _prepared(sqlite_url, plan)
-    assert read_data_hashes(study) == study_data_hashes(arms.base)
+    assert read_data_hashes(study) == study_data_hashes(arms.base_config)
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,7 @@ def cached_backward(
 
     Returns the loss and the batch's real token count.
     """
-    passes, count = _plan(model, batch, config, query_prompt)
+    passes, count = _bucketed_passes(model, batch, config, query_prompt)
     states, outputs = [], []
     with torch.no_grad():
         for part in passes.inputs:
@@ -185,7 +185,7 @@ def batch_loss(
     """InfoNCE of one micro-batch (queries with the prompt against positives then hard
     negatives, embedded in the passes of ``forward_passes`` with their graphs kept) and the
     micro-batch's real token count."""
-    passes, count = _plan(model, batch, config, query_prompt)
+    passes, count = _bucketed_passes(model, batch, config, query_prompt)
     embeddings = passes.in_order([model(part) for part in passes.inputs])
     return info_nce(*_split(embeddings, count), config.scale), passes.tokens
 
@@ -233,7 +233,7 @@ class Passes:
         return torch.cat(outputs).index_select(0, self.order)
 
 
-def _plan(
+def _bucketed_passes(
     model: EmbeddingModel,
     batch: list[Pair],
     config: TrainConfig,
