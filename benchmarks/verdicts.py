@@ -16,7 +16,7 @@ seed and by the tasks of the same trial; dev curves from step 0 (so "did not lea
 trials where the arm's dev signal falls behind its seed's baseline, failed trials, and best-of-2
 cells picked by the table's rule. The studies are written through ``storage.study_records`` and
 read by the SAME ``dashboards.ablation_table.build_table`` as every report; this file shares no
-statistics code with the table (the independent size check is ``tests/test_verdict_null_size.py``).
+statistics code with the table (the independent size check is ``tests/dashboards/test_verdict_null_size.py``).
 
 It reports, each with a Wilson 95% interval (statsmodels):
 - at no effect: the study-wide rate of any false better/worse (what Holm promises, goal <= 0.05),

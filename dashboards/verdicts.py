@@ -17,7 +17,7 @@ the column (its own df, and the bootstrap's (m - 1)/m shrinkage undone). The squ
 mix of two scaled variables each of whose tail is alpha at its own quantile, and the tail
 probability is convex in the squared standard error, so the size is at most alpha whatever the mix
 (measured: <= 0.05 for seed-, item- and mixed-dominated noise, 0.06 at worst with 20 items and 2
-seeds; ``tests/test_verdict_null_size.py``). No df depends on the data: Welch-Satterthwaite's did,
+seeds; ``tests/dashboards/test_verdict_null_size.py``). No df depends on the data: Welch-Satterthwaite's did,
 jumping towards infinity whenever the 1-df seed variance came out small, and rejected a true null in
 9-12% of 2-seed tests. A single t(n-1) over both parts is valid too but multiplies the well-known
 item part by 12.7 at 2 seeds and decided almost nothing. Not covered: seed effects far from normal

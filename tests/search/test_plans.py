@@ -11,7 +11,7 @@ from objectives.config.presets import preset_config
 from objectives.config.trial_config import override
 from search.plans import STUDIES, PlanError, get_plan, load_plan, objective_value, plan_from_dict
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_five_studies_of_studies_md() -> None:

@@ -20,7 +20,7 @@ from objectives.model import smollm2
 from objectives.model.backbone import load_backbone, num_layers
 from objectives.model.layers import resolve_layers
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 _CONVERT_IN_CHILD = """
 import sys

@@ -34,7 +34,7 @@ from dashboards.verdicts import BASELINE_NOT_LEARNED, LOST_SEEDS, PRUNED
 from storage.study_records import read_result, read_study_record, write_result, write_study_record
 from tests.study_fixtures import LAYER_WEIGHTS_ARMS, SKIPPED, ArmSpec, add_seeds, write_study
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
 CHROMIUM_FLAGS = [
     "--headless",

@@ -189,7 +189,7 @@ def test_learning_is_a_one_sided_test_of_the_per_seed_gains() -> None:
 def test_the_calibration_benchmark_offline_without_tasks_stops_in_one_line_naming_the_fix(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "verdicts.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "verdicts.py"
     spec = importlib.util.spec_from_file_location("verdicts_benchmark", path)
     benchmark = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, benchmark)  # its dataclasses look themselves up

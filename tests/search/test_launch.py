@@ -18,7 +18,7 @@ from tests.search_helpers import by_cell, lean_args, trials
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STUDY = "layer-weights.smoke.model5"
 LAUNCH = [sys.executable, "-m", "search.launch"]
 

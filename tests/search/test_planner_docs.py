@@ -27,7 +27,7 @@ from storage.study_records import read_cell, read_result
 from tests.search_helpers import trials
 from tests.tiny_models import tiny_qwen2_dir
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ALL = ("STS", "Retrieval", "Classification", "Clustering")
 POOL = "model.pooling."
 # The two plans this service was built from, byte for byte as two planners wrote them.

@@ -24,7 +24,7 @@ from search.study import enqueue_missing
 from storage.study_records import read_cell, read_error, retried_from, suggest_cell
 from tests.search_helpers import by_cell, lean_args, queued_smoke_study, trials
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STUDY = "layer-weights.smoke.model5"
 
 
