@@ -45,6 +45,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 from scipy import stats
@@ -52,6 +53,9 @@ from scipy import stats
 from dashboards.records import StudyRecords, arm_of, seed_of
 from dashboards.verdicts import Interval, Rope, holm, verdict, verdict_kind
 from storage.study_records import RaceDesign, read_race_design
+
+if TYPE_CHECKING:
+    from dashboards.ablation_table import AblationTable
 
 __all__ = [
     "BUDGET",
@@ -61,9 +65,9 @@ __all__ = [
     "PRUNED",
     "SPENDINGS",
     "ArmRace",
+    "Comparison",
     "Look",
     "RaceState",
-    "Test",
     "look_levels",
     "look_words",
     "method",
@@ -112,7 +116,7 @@ def method(spending: str) -> str:
 
 
 @dataclass(frozen=True)
-class Test:
+class Comparison:
     """One arm x column comparison at a look: its paired interval and what the verdict rules read
     (``dashboards.verdicts.verdict``)."""
 
@@ -128,7 +132,7 @@ class Test:
 
 
 def look_words(
-    tests: Sequence[Test], alpha_k: float, closed: Collection[str] = ()
+    tests: Sequence[Comparison], alpha_k: float, closed: Collection[str] = ()
 ) -> dict[tuple[str, str], str]:
     """The words of one look: Holm at ``alpha_k`` over every difference test, and apart over every
     equivalence test; the tests of ``closed`` arms enter both families with p = 1 and get no word
@@ -236,7 +240,7 @@ class RaceState:
 def race(
     design: RaceDesign,
     arms: Sequence[str],
-    tests_at: Callable[[int, frozenset[str]], Sequence[Test]],
+    tests_at: Callable[[int, frozenset[str]], Sequence[Comparison]],
     ready: Callable[[int, Collection[str]], bool],
     hours_at: Callable[[int], float | None] = lambda _: None,
 ) -> RaceState:
@@ -332,7 +336,7 @@ def replay_race(records: StudyRecords, design: RaceDesign, ropes: Rope | None = 
         need = set(range(n))
         return all(need <= done.get(arm, set()) for arm in (*open_arms, baseline))
 
-    def tests_at(n: int, closed: frozenset[str]) -> list[Test]:
+    def tests_at(n: int, closed: frozenset[str]) -> list[Comparison]:
         trials = [t for t in records.trials if (seed_of(t) or 0) < n and seed_of(t) is not None]
         table = build_table(replace(records, trials=trials), rope=ropes, race=False)
         categories = _categories(records)
@@ -343,7 +347,7 @@ def replay_race(records: StudyRecords, design: RaceDesign, ropes: Rope | None = 
             for column in table.columns:
                 cell = row.cells[column]
                 out.append(
-                    Test(
+                    Comparison(
                         arm=row.arm,
                         column=column,
                         interval=cell.interval,
