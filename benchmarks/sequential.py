@@ -16,7 +16,8 @@ Designs, all at alpha 0.05 over the study: the race with O'Brien-Fleming and wit
 ``--max-seeds`` seeds and is looked at once (Holm over the study at 0.05, the table's rule).
 
 Scenarios: ``null`` (4 arms, no effect anywhere), ``broken+copy`` (one arm 0.2 worse on every
-column, one exact copy of the baseline), ``small`` (arms at +0.01, +0.02, -0.02 and 0).
+column, one exact copy of the baseline), ``clear+copy`` (the same with 0.5 worse), ``small`` (arms
+at +0.01, +0.02, -0.02 and 0).
 
 Per scenario and design it prints, with Wilson 95% intervals (statsmodels): the study-wide rate of
 any false better/worse (an arm without effect called better or worse, or an arm with one called
@@ -59,6 +60,7 @@ NOISE_SD = 0.3  # seed x item
 SCENARIOS: dict[str, dict[str, float]] = {
     "null": {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0},
     "broken+copy": {"broken": -0.2, "copy": 0.0},
+    "clear+copy": {"broken": -0.5, "copy": 0.0},
     "small": {"plus1": 0.01, "plus2": 0.02, "minus2": -0.02, "zero": 0.0},
 }
 DESIGNS = ("obrien-fleming", "pocock", "fixed")
