@@ -275,8 +275,6 @@ def race(
             open_arms = []
         if open_arms:
             n += 1
-    if not looks:
-        states = {arm: ArmRace(arm, 0) for arm in arms}
     return RaceState(design, looks, states, open_arms, n, baseline_seeds)
 
 
