@@ -102,6 +102,11 @@ class ArmRow:
     detectable: float | None = None
     # Columns whose interval is wider than their ROPE: "equivalent" cannot be reached there.
     unreachable: tuple[str, ...] = ()
+    # A run-until-decided study: seeds run, the look the arm stopped at and why.
+    race: str | None = None
+    # What the verdict rules read about the baseline on this arm's seeds (``verdicts.verdict``).
+    baseline_learned: bool | None = None
+    baseline_lost: bool = False
 
     def notes(self) -> list[str]:
         """Short facts a reader needs beside the numbers: lost seeds, learning, power."""
@@ -128,6 +133,8 @@ class ArmRow:
             notes.append(
                 "equivalence unreachable at this precision on " + ", ".join(self.unreachable)
             )
+        if self.race:
+            notes.append(self.race)
         return notes
 
 
@@ -155,11 +162,18 @@ class AblationTable:
     provenance: list[tuple[str, str]] = field(default_factory=list)
     ropes: Rope = field(default_factory=Rope)
     reference: ReferenceRow | None = None
+    # A run-until-decided study: how its words were reached (``dashboards.sequential``).
+    sequential: str | None = None
 
     def legend(self) -> str:
         """How to read every cell; shown under every export of the table."""
         base = f"baseline '{self.baseline}'" if self.baseline else "no baseline"
         basis = "" if self.item_level else "; some trials stored no item evidence: seeds only there"
+        if self.sequential:
+            return f"{self.sequential}; {self._fixed_legend(base, basis)}"
+        return self._fixed_legend(base, basis)
+
+    def _fixed_legend(self, base: str, basis: str) -> str:
         return (
             f"mean ± sample std over the seeds complete for both the arm and the {base} (one trial "
             f"per arm x seed: the one with the best final dev signal; pruned trials never count); "
@@ -179,12 +193,26 @@ class AblationTable:
 
 
 def build_table(
-    records: ReportedStudy, alpha: float = ALPHA, rope: Rope | float | None = None
+    records: ReportedStudy,
+    alpha: float = ALPHA,
+    rope: Rope | float | None = None,
+    *,
+    race: bool = True,
 ) -> AblationTable:
-    """Aggregate the study into the ablation table; arms with no finished seed get empty cells."""
+    """Aggregate the study into the ablation table; arms with no finished seed get empty cells.
+
+    A study run until decided (``--until-decided``) gets the words of its race, look by look
+    (``dashboards.sequential``; ``race=False``: the fixed-design words).
+    """
     ropes = rope if isinstance(rope, Rope) else Rope() if rope is None else Rope(float(rope))
     # Resampling multiplies small matrices, where BLAS threads only contend with each other.
     with threadpool_limits(1):
+        if race:
+            from dashboards.sequential import race_design, race_table  # it builds tables too
+
+            design = race_design(records)
+            if design is not None:
+                return race_table(records, design, ropes)
         return _build(records, alpha, ropes)
 
 
@@ -599,7 +627,16 @@ def _holm_and_verdicts(
             if objective is not None and objective.interval is not None
             else None
         )
-        out.append(replace(row, cells=cells, detectable=detectable, unreachable=tuple(unreachable)))
+        out.append(
+            replace(
+                row,
+                cells=cells,
+                detectable=detectable,
+                unreachable=tuple(unreachable),
+                baseline_learned=base_learned,
+                baseline_lost=base_lost,
+            )
+        )
     return out, len(keys)
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import optuna
 import ray
 
+from dashboards.sequential import MAX_SEEDS_CAP, SPENDINGS
 from dashboards.verdicts import rope_argument
 from objectives.cli import EXIT_INTERRUPTED, Parser, one_line_errors
 from objectives.config.presets import PRESETS
@@ -28,7 +29,7 @@ from objectives.config.variants import VARIANTS
 from objectives.errors import EXIT_INPUT, AblationError, one_line
 from objectives.evaluation.mteb_tasks import hub_offline, load_tasks, task_category
 from objectives.evaluation.task_files import TASKS_DIR_ENV, resolve_tasks_dir
-from search import scheduler
+from search import race, scheduler
 from search.arms import Arms, Choices, resolve_arms
 from search.planner_docs import PlanDocument, read_plan_document
 from search.plans import STUDIES, Plan, get_plan, load_plan
@@ -45,7 +46,12 @@ from search.study import (
 from search.worker import Job, job_configs
 from storage import StorageSettings, open_storage, redact, resolve_url
 from storage.cli import add_storage_argument
-from storage.study_records import read_dropped_overlap, read_reference
+from storage.study_records import (
+    RaceDesign,
+    read_dropped_overlap,
+    read_reference,
+    write_race_design,
+)
 
 EXIT_FAILED = 1
 # Environment that workers on other nodes need to find data and stay offline like the driver.
@@ -142,6 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="paired differences inside +-ROPE are 'equivalent' in the final table: one value "
         "(default 0.005) and/or one per category, e.g. 0.005,Retrieval=0.01",
     )
+    parser.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="run seed rounds until every arm's verdicts are decided: every arm starts with the "
+        "plan's seeds, undecided arms get one more seed per round up to --max-seeds "
+        "(group-sequential alpha spending keeps the study-wide error at 0.05)",
+    )
+    parser.add_argument(
+        "--max-seeds",
+        type=_positive_int,
+        help=f"with --until-decided: seeds per arm at most (2 to {MAX_SEEDS_CAP})",
+    )
+    parser.add_argument(
+        "--spending",
+        choices=SPENDINGS,
+        default=SPENDINGS[0],
+        help="with --until-decided: how alpha is spent over the seed rounds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--budget-trials",
+        type=_positive_int,
+        help="with --until-decided: start no round that would take the race past this many trials",
+    )
+    parser.add_argument(
+        "--budget-hours",
+        type=_positive_float,
+        help="with --until-decided: start no round once the study has run this many hours",
+    )
     parser.add_argument("--address", help="join this Ray cluster (default: a private local one)")
     parser.add_argument("--cpus-per-trial", type=_positive_float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0)
@@ -176,6 +210,7 @@ class Launch:
     url: str
     storage_settings: StorageSettings
     phrases: dict[str, str] = field(default_factory=dict)  # arm label -> the planner's phrase
+    race: RaceDesign | None = None  # --until-decided
 
 
 @one_line_errors
@@ -197,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _validate_all(args: argparse.Namespace) -> tuple[list[Launch], PlanDocument | None]:
     """Every study of the launch, all checked before the first one writes anything."""
+    _check_race_flags(args)
     plans, document = _plans(args)
     if args.study_name and len(plans) > 1:
         raise LaunchError(
@@ -206,9 +242,51 @@ def _validate_all(args: argparse.Namespace) -> tuple[list[Launch], PlanDocument 
     phrases = {s.plan.name: s.phrases for s in document.studies} if document else {}
     scored: dict[EvalConfig, dict[str, str]] = {}
     launches = [
-        replace(_validate(args, plan, scored), phrases=phrases.get(plan.name, {})) for plan in plans
+        replace(
+            _validate(args, plan, scored),
+            phrases=phrases.get(plan.name, {}),
+            race=_race_design(args, plan),
+        )
+        for plan in plans
     ]
     return launches, document
+
+
+def _check_race_flags(args: argparse.Namespace) -> None:
+    """The race flags make sense together (one line naming the fix, before anything is read)."""
+    budget = [
+        f
+        for f, v in (("--budget-trials", args.budget_trials), ("--budget-hours", args.budget_hours))
+        if v is not None
+    ]
+    if not args.until_decided:
+        extra = budget + (["--max-seeds"] if args.max_seeds is not None else [])
+        if extra:
+            raise LaunchError(f"{' and '.join(extra)} only apply with --until-decided; add it")
+        return
+    if args.max_seeds is None:
+        raise LaunchError(
+            "--until-decided needs --max-seeds N: the most seeds an undecided arm gets (e.g. 6)"
+        )
+    if not 2 <= args.max_seeds <= MAX_SEEDS_CAP:
+        raise LaunchError(f"--max-seeds must be 2 to {MAX_SEEDS_CAP}, got {args.max_seeds}")
+
+
+def _race_design(args: argparse.Namespace, plan: Plan) -> RaceDesign | None:
+    if not args.until_decided:
+        return None
+    if args.max_seeds < plan.seeds:
+        raise LaunchError(
+            f"--max-seeds {args.max_seeds} is below the {plan.seeds} seeds every arm starts with; "
+            f"raise --max-seeds or lower --seeds"
+        )
+    return RaceDesign(
+        max_seeds=args.max_seeds,
+        plan_seeds=plan.seeds,
+        spending=args.spending,
+        budget_trials=args.budget_trials,
+        budget_hours=args.budget_hours,
+    )
 
 
 def _plans(args: argparse.Namespace) -> tuple[list[Plan], PlanDocument | None]:
@@ -290,7 +368,9 @@ def _default_name(args: argparse.Namespace, plan: Plan, choices: Choices, holdou
     if args.arms:
         plan = replace(plan, name=f"{plan.name}.{'+'.join(a.label for a in plan.arms)}")
     name = default_study_name(plan, choices)
-    return f"{name}.holdout" if holdout else name
+    name = f"{name}.holdout" if holdout else name
+    # A race spends alpha over its looks: a fixed study of the same plan is another experiment.
+    return f"{name}.race" if args.until_decided else name
 
 
 def _describe(launch: Launch, number: int, total: int) -> None:
@@ -299,6 +379,8 @@ def _describe(launch: Launch, number: int, total: int) -> None:
         f"[{number}/{total}] {launch.plan.description}: {len(launch.arms.labels)} arms ({labels})"
     )
     describe_plan(launch.plan, launch.arms, launch.name, phrases=launch.phrases)
+    if launch.race is not None:
+        print(race.describe(launch.race))
 
 
 def _run_all(launches: list[Launch], storage: optuna.storages.RDBStorage) -> int:
@@ -315,13 +397,20 @@ def _run_all(launches: list[Launch], storage: optuna.storages.RDBStorage) -> int
 
 def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     plan, arms = launch.plan, launch.arms
+    race.check_design(storage, launch.name, launch.race)  # before prepare_study writes
     study = prepare_study(storage, launch.name, plan, arms, launch.choices)
+    if launch.race is not None:
+        write_race_design(study, launch.race)
     added = enqueue_missing(study, plan, arms)
     describe_plan(plan, arms, launch.name, phrases=launch.phrases)
+    if launch.race is not None:
+        print(race.describe(launch.race))
     print(f"storage {redact(launch.url)}: {len(added)} trials queued now", flush=True)
     code = 0
+    if launch.race is not None:
+        code = _race(launch, storage, study)
     # No Ray when all is done, unless the study still lacks its reference row.
-    if study.get_trials(deepcopy=False, states=PENDING) or read_reference(study) is None:
+    elif study.get_trials(deepcopy=False, states=PENDING) or read_reference(study) is None:
         code = _execute(launch, storage, study)
     if code == 0 and shortfall(study, plan, arms, FINISHED):
         code = EXIT_FAILED
@@ -337,11 +426,37 @@ def _run(launch: Launch, storage: optuna.storages.RDBStorage) -> int:
     return code
 
 
-def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.Study) -> int:
-    """Run the queued trials on Ray with live progress; 130 on Ctrl-C, else 0."""
+def _race(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.Study) -> int:
+    """Seed rounds until decided (``search.race``), on one Ray for all rounds."""
+    assert launch.race is not None
+    started = False
+
+    def execute(state: race.RaceState) -> int:
+        nonlocal started
+        started = started or _start_ray(launch.args.address)
+        cells = race.round_cells(state, launch.plan, launch.arms)
+        return _execute(launch, storage, study, (set(cells), race.status_line(state)))
+
+    try:
+        return race.run_race(
+            study, launch.plan, launch.arms, launch.race, execute, rope=launch.args.rope
+        )
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _execute(
+    launch: Launch,
+    storage: optuna.storages.RDBStorage,
+    study: optuna.Study,
+    race_round: tuple[set[tuple[str, int]], str] | None = None,
+) -> int:
+    """Run the queued trials on Ray with live progress; 130 on Ctrl-C, else 0. ``race_round``:
+    a race's cells of this round and its status line, for the progress line."""
     args = launch.args
     started = _start_ray(args.address)
-    progress = LiveProgress(study, launch.plan, launch.arms)
+    progress = LiveProgress(study, launch.plan, launch.arms, race_round=race_round)
     try:
         resources = scheduler.Resources(
             cpus_per_trial=args.cpus_per_trial,
@@ -352,7 +467,10 @@ def _execute(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.
             study_name=launch.name,
             storage_url=launch.url,
             storage_settings=launch.storage_settings,
-            plan=launch.plan,
+            # A race's seeds go past the plan's: the workers record seed params up to max_seeds.
+            plan=launch.plan
+            if launch.race is None
+            else replace(launch.plan, seeds=launch.race.max_seeds),
             configs=job_configs(launch.arms.configs, args.cpus_per_trial),
             pruning=Pruning(args.pruner, args.prune_after, args.prune_margin),
             results_dir=str(Path(args.results_dir).expanduser().resolve()),

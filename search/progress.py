@@ -99,6 +99,7 @@ class Snapshot:
     queued: int
     running: tuple[RunningTrial, ...]
     best: str | None
+    race: str | None = None  # a race's state (``search.race.status_line``)
 
     def counter(self) -> str:
         """``study: 2/6 finished (1 pruned, 0 failed), 2 running, 2 queued; best W on 0.51 (1)``."""
@@ -107,7 +108,8 @@ class Snapshot:
             f"{self.study}: {finished}/{self.total} finished ({self.pruned} pruned, "
             f"{self.failed} failed), {len(self.running)} running, {self.queued} queued"
         )
-        return text + (f"; best {self.best}" if self.best else "")
+        text += f"; best {self.best}" if self.best else ""
+        return text + (f"; {self.race}" if self.race else "")
 
     def line(self) -> str:
         """The counter and every running trial on one line: what a log file gets."""
@@ -132,9 +134,17 @@ class Snapshot:
         return Group(Text(self.counter()), view)
 
 
-def snapshot(study: optuna.Study, plan: Plan, arms: Arms) -> Snapshot:
-    """Read the study's trials of the cells ``plan`` x ``arms`` launches."""
+def snapshot(
+    study: optuna.Study,
+    plan: Plan,
+    arms: Arms,
+    race_round: tuple[set[tuple[str, int]], str] | None = None,
+) -> Snapshot:
+    """Read the study's trials of the cells ``plan`` x ``arms`` launches (``race_round``: a
+    race's cells so far, which go past the plan's seeds, and its status line)."""
     launched = set(cells(plan, arms))
+    if race_round is not None:
+        launched |= {Cell(arm, seed) for arm, seed in race_round[0]}
     trials = [t for t in study.get_trials(deepcopy=False) if read_cell(t) in launched]
     states = Counter(t.state for t in trials)
     running = tuple(_running(t, arms) for t in trials if t.state == TrialState.RUNNING)
@@ -147,6 +157,7 @@ def snapshot(study: optuna.Study, plan: Plan, arms: Arms) -> Snapshot:
         queued=states[TrialState.WAITING],
         running=running,
         best=best_so_far(trials),
+        race=race_round[1] if race_round is not None else None,
     )
 
 
@@ -190,8 +201,10 @@ class LiveProgress:
         arms: Arms,
         console: Console | None = None,
         refresh_seconds: float | None = None,
+        race_round: tuple[set[tuple[str, int]], str] | None = None,
     ):
         self._study, self._plan, self._arms = study, plan, arms
+        self._race = race_round
         self._console = console or Console()
         terminal = self._console.is_terminal
         self._refresh = refresh_seconds or (TERMINAL_REFRESH if terminal else LOG_REFRESH)
@@ -207,7 +220,7 @@ class LiveProgress:
         if not force and time.monotonic() - self._last < self._refresh:
             return
         self._last = time.monotonic()
-        state = snapshot(self._study, self._plan, self._arms)
+        state = snapshot(self._study, self._plan, self._arms, self._race)
         if self._live is not None:
             self._live.update(state.table(), refresh=True)
         else:

@@ -38,6 +38,7 @@ __all__ = [
     "Cell",
     "PlanRecord",
     "Pruned",
+    "RaceDesign",
     "SkippedArm",
     "StoredTrial",
     "StudyRecord",
@@ -56,6 +57,7 @@ __all__ = [
     "read_model_dir",
     "read_node",
     "read_pruned",
+    "read_race_design",
     "read_reference",
     "read_result",
     "read_result_files",
@@ -71,6 +73,7 @@ __all__ = [
     "write_model_dir",
     "write_node",
     "write_pruned",
+    "write_race_design",
     "write_reference",
     "write_result",
     "write_result_files",
@@ -87,6 +90,7 @@ _BASE = "base"
 _CONFIG_FINGERPRINT = "config_fingerprint"
 _DATA_HASHES = "data_hashes"
 _REFERENCE = "reference"  # the untrained backbone's scores (objectives.evaluation.reference)
+_RACE = "race"  # the design of a run-until-decided study (dashboards.sequential)
 # Trial params (the cell), and Optuna's system attr holding an enqueued trial's params.
 _ARM = "arm"
 _SEED = "seed"
@@ -262,6 +266,41 @@ def read_reference(study: optuna.Study) -> ReferenceResult | None:
         objective=float(data["objective"]),
         config=dict(data.get("config") or {}),
         seconds=None if seconds is None else float(seconds),
+    )
+
+
+@dataclass(frozen=True)
+class RaceDesign:
+    """How a ``--until-decided`` study races its arms (``dashboards.sequential``): at most
+    ``max_seeds`` seeds per arm, the first ``plan_seeds`` for every arm, the alpha spent over the
+    seed rounds by ``spending``, and an optional budget that stops starting new rounds."""
+
+    max_seeds: int
+    plan_seeds: int
+    spending: str = "obrien-fleming"
+    alpha: float = 0.05
+    budget_trials: int | None = None
+    budget_hours: float | None = None
+
+
+def write_race_design(study: optuna.Study, design: RaceDesign) -> None:
+    """Store the race design; the looks themselves are recomputed from the trials."""
+    study.set_user_attr(_RACE, asdict(design))
+
+
+def read_race_design(study: optuna.Study) -> RaceDesign | None:
+    """The study's race design; ``None`` for a study launched without ``--until-decided``."""
+    data = study.user_attrs.get(_RACE)
+    if not data:
+        return None
+    trials, hours = data.get("budget_trials"), data.get("budget_hours")
+    return RaceDesign(
+        max_seeds=int(data["max_seeds"]),
+        plan_seeds=int(data["plan_seeds"]),
+        spending=str(data.get("spending", "obrien-fleming")),
+        alpha=float(data.get("alpha", 0.05)),
+        budget_trials=None if trials is None else int(trials),
+        budget_hours=None if hours is None else float(hours),
     )
 
 

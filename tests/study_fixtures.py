@@ -131,8 +131,10 @@ def add_seeds(
     seeds: int,
     shift: float = 0.0,
     dev_shift: float | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> None:
-    """Add one trial per arm for each seed in ``new``, as a launch with ``--seeds seeds`` does.
+    """Add one trial per arm for each seed in ``new``, as a launch with ``--seeds seeds`` does
+    (``only``: for these arms alone, as a race's round does).
 
     ``shift`` moves every test score of the added trials (a second, worse TPE trial of a cell),
     ``dev_shift`` their dev curve (default: the same as ``shift``).
@@ -141,7 +143,7 @@ def add_seeds(
     start = dt.datetime(2025, 1, 1, 12, 0, 0) + dt.timedelta(minutes=len(study.trials))
     distributions = cell_distributions([a.label for a in arms], seeds)
     for seed in new:
-        for arm in arms:
+        for arm in (a for a in arms if only is None or a.label in only):
             dev = shift if dev_shift is None else dev_shift
             study.add_trial(_trial(arm, seed, rng, start, distributions, shift, dev))
             start += dt.timedelta(seconds=60)
