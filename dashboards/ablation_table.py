@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from dashboards.provenance import study_provenance
-from dashboards.records import ReportedStudy, category_score, seed_of, task_scores
+from dashboards.records import ReportedStudy, ReportError, category_score, seed_of, task_scores
 from dashboards.verdicts import (
     ALPHA,
     ARM_NOT_LEARNED,
@@ -170,17 +170,31 @@ class AblationTable:
         base = f"baseline '{self.baseline}'" if self.baseline else "no baseline"
         basis = "" if self.item_level else "; some trials stored no item evidence: seeds only there"
         if self.sequential:
-            return f"{self.sequential}; {self._fixed_legend(base, basis)}"
-        return self._fixed_legend(base, basis)
-
-    def _fixed_legend(self, base: str, basis: str) -> str:
+            rule = (
+                f"{self.sequential}; each arm's row is its last look: mean ± sample std over the "
+                f"seeds that look used, shared with the {base} (one trial per arm x seed: the one "
+                f"with the best final dev signal; pruned trials never count); Δ [interval]: the "
+                f"paired interval at 1 - alpha_k of that look ({METHOD}{basis}; a repeated "
+                f"confidence interval, jointly valid over the looks by the same union bound, not "
+                f"adjusted for the arms of a look); verdict: better/worse when the Holm-adjusted p "
+                f"over that look's difference tests (arms closed earlier at p = 1) is below its "
+                f"alpha_k, equivalent likewise for the two one-sided tests against the ROPE "
+                f"{self.ropes.describe()}, else inconclusive; no Holm p-value over all seeds is "
+                f"shown (after optional stopping it would not be one)"
+            )
+            return f"{rule}; {self._rules_of_words()}"
         return (
             f"mean ± sample std over the seeds complete for both the arm and the {base} (one trial "
             f"per arm x seed: the one with the best final dev signal; pruned trials never count); "
             f"Δ [95% interval]: {METHOD}{basis}; verdict: better/worse (Holm-adjusted p < {self.alpha} "
             f"over all {self.tests} difference tests of the study), equivalent (two one-sided "
             f"tests against the ROPE {self.ropes.describe()}, Holm-adjusted over the study), else "
-            f"inconclusive; an arm with pruned or failed seeds is never better or equivalent on the "
+            f"inconclusive; {self._rules_of_words()}"
+        )
+
+    def _rules_of_words(self) -> str:
+        return (
+            f"an arm with pruned or failed seeds is never better or equivalent on the "
             f"seeds left ('{PRUNED}', '{LOST_SEEDS}'); '{DID_NOT_LEARN}': the per-seed rise of "
             f"the dev signal since step 0 is not shown above 0 (one-sided t test, alpha "
             f"{self.alpha}); '{BASELINE_NOT_LEARNED}': no verdict against such a baseline; "
@@ -212,6 +226,12 @@ def build_table(
 
             design = race_design(records)
             if design is not None:
+                if alpha != design.alpha:
+                    raise ReportError(
+                        f"study '{records.study.study_name}' was run until decided at alpha "
+                        f"{design.alpha}, spent over its looks; drop --alpha (or pass --alpha "
+                        f"{design.alpha})"
+                    )
                 return race_table(records, design, ropes)
         return _build(records, alpha, ropes)
 

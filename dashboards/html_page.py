@@ -188,10 +188,17 @@ def _significance(table: AblationTable) -> str:
             else "the baseline has no finished trial"
         )
         return f'<p class="note">No comparison with the baseline: {why}.</p>'
+    holm = (
+        "Each arm's p is that of its last look of the race; its words are Holm-adjusted within "
+        "that look at the look's alpha_k (the legend names the rule), and no p-value is adjusted "
+        "over all seeds: after optional stopping it would not be one."
+        if table.sequential
+        else f"Holm adjusts over all {table.tests} interval tests of the study."
+    )
     return (
         "<h3>Tests vs the baseline</h3>"
-        f'<p class="note">Two-sided. Holm adjusts over all {table.tests} interval tests of the '
-        "study. The Wilcoxon test (as in the paper) runs across the tasks of a column and is "
+        f'<p class="note">Two-sided. {holm} The Wilcoxon test (as in the paper) runs across the '
+        "tasks of a column and is "
         "descriptive only: the tasks share the same few models, so they are not independent "
         "samples, and no verdict uses it; with k tasks its p-value is at least 2 / 2^k, so it is "
         "n/a where that cannot reach alpha.</p>"

@@ -55,7 +55,7 @@ from dashboards.verdicts import Interval, Rope, holm, verdict, verdict_kind
 from storage.study_records import RaceDesign, read_race_design
 
 if TYPE_CHECKING:
-    from dashboards.ablation_table import AblationTable
+    from dashboards.ablation_table import AblationTable, ArmRow
 
 __all__ = [
     "BUDGET",
@@ -82,6 +82,7 @@ SPENDINGS = ("obrien-fleming", "pocock")
 # More seeds than this per arm is a typo, not a design (a CPU box runs a few a day).
 MAX_SEEDS_CAP = 50
 DECIDED, PRUNED, MAX_SEEDS, BUDGET = "decided", "pruned", "max seeds", "budget"
+NO_LOOK = "inconclusive (no look yet)"
 _NAMES = {"obrien-fleming": "O'Brien-Fleming", "pocock": "Pocock"}
 
 
@@ -382,25 +383,64 @@ def _categories(records: ReportedStudy) -> dict[str, str]:
 
 
 def race_table(records: ReportedStudy, design: RaceDesign, ropes: Rope) -> AblationTable:
-    """The ablation table of a race study: means and intervals over all seeds, each arm's words
-    from its last look (at that look's alpha_k), its race in its notes, the method in the legend."""
+    """The ablation table of a race study: each arm's row as it stood at its last look (the seeds
+    that look used, the words it gave at that look's alpha_k, and the (1 - alpha_k) paired
+    interval), its race in its notes, the race's rule in the legend.
+
+    A fixed-design Holm p-value over all seeds would not be valid after optional stopping, so the
+    row carries none; the interval at alpha_k is a repeated confidence interval (the union bound
+    over the looks that bounds the words covers it too), not a 95% interval of the last look.
+    """
     from dashboards.ablation_table import build_table
 
-    table = build_table(records, rope=ropes, race=False)
     state = replay_race(records, design, ropes)
+    table = build_table(records, rope=ropes, race=False)
     rows = []
     for row in table.rows:
         arm = state.arms.get(row.arm)
-        if row.is_baseline or arm is None:
+        if row.is_baseline or arm is None or arm.alpha is None:
             note = f"race: {state.baseline_seeds} seeds" if row.is_baseline else None
-            rows.append(replace(row, race=note))
+            if not row.is_baseline and arm is not None:
+                note = f"race: {arm.describe()}"
+            cells = {  # no look has tested this arm yet: no word may stand
+                column: replace(
+                    cell,
+                    p_holm=None,
+                    verdict=None if cell.verdict is None or row.is_baseline else NO_LOOK,
+                )
+                for column, cell in row.cells.items()
+            }
+            rows.append(replace(row, race=note, detectable=None, cells=cells))
             continue
+        at_look = _row_at(records, ropes, row.arm, arm.seeds)
         cells = {
-            column: replace(cell, verdict=arm.words.get(column, "inconclusive (no look yet)"))
-            if cell.verdict is not None or column in arm.words
-            else cell
-            for column, cell in row.cells.items()
+            column: replace(
+                cell,
+                interval=_at_level(cell.interval, arm.alpha),
+                p_holm=None,
+                verdict=arm.words.get(column, cell.verdict),
+            )
+            for column, cell in at_look.cells.items()
         }
-        rows.append(replace(row, cells=cells, race=f"race: {arm.describe()}"))
-    sequential = f"verdicts: {method(design.spending)} (alpha {design.alpha} over the study); {state.summary()}"
+        rows.append(replace(at_look, cells=cells, detectable=None, race=f"race: {arm.describe()}"))
+    sequential = (
+        f"{method(design.spending)} (alpha {design.alpha} over the study); {state.summary()}"
+    )
     return replace(table, rows=rows, sequential=sequential)
+
+
+def _row_at(records: ReportedStudy, ropes: Rope, arm: str, seeds: int) -> ArmRow:
+    """``arm``'s row of the table on seeds 0 .. seeds - 1 (its last look's data)."""
+    from dashboards.ablation_table import build_table
+
+    trials = [t for t in records.trials if seed_of(t) is not None and seed_of(t) < seeds]
+    table = build_table(replace(records, trials=trials), rope=ropes, race=False)
+    return next(r for r in table.rows if r.arm == arm)
+
+
+def _at_level(interval: Interval | None, alpha: float) -> Interval | None:
+    """The same paired interval at level ``1 - alpha`` (the look's alpha_k)."""
+    if interval is None or interval.se is None:
+        return interval
+    half = interval.threshold(alpha)
+    return replace(interval, low=interval.mean - half, high=interval.mean + half)
