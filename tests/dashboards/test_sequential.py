@@ -11,11 +11,12 @@ import optuna
 import pytest
 
 from dashboards.ablation_table import build_table
-from dashboards.records import ReportedStudy
+from dashboards.records import ReportedStudy, ReportError
 from dashboards.sequential import (
     BUDGET,
     DECIDED,
     MAX_SEEDS,
+    NO_LOOK,
     PRUNED,
     Comparison,
     look_levels,
@@ -248,7 +249,31 @@ def test_a_stored_race_replays_the_same_looks_and_continues_where_it_stopped(
     assert rows["copy"].race.startswith("race: racing: 4 seeds")
     assert all(verdict_kind(c.verdict) == "worse" for c in rows["broken"].cells.values())
     # The fixed-design table of the same trials is still there for comparison.
-    assert build_table(_records(study), race=False).rows[1].race is None
+    fixed = {r.arm: r for r in build_table(_records(study), race=False).rows}
+    assert fixed["broken"].race is None
+    # Each row is its last look at that look's alpha_k: an interval wider than the fixed 95% one,
+    # and no Holm p-value over all seeds (after optional stopping it would not be one).
+    assert all(c.p_holm is None for r in rows.values() for c in r.cells.values())
+    for column, cell in rows["copy"].cells.items():
+        assert cell.interval.n_seeds == 4
+        at_95 = fixed["copy"].cells[column].interval  # the same 4 seeds, at the fixed 0.05
+        assert cell.interval.high - cell.interval.low > at_95.high - at_95.low
+    assert (
+        "1 - alpha_k" in table.legend() and "difference tests of the study)" not in table.legend()
+    )
+    with pytest.raises(ReportError, match="drop --alpha"):
+        build_table(_records(study), alpha=0.01)
+
+
+def test_an_arm_before_its_first_look_has_no_word(sqlite_url: str) -> None:
+    study = write_study(sqlite_url, "early", ARMS, seeds=2, baseline="base")
+    write_race_design(study, RaceDesign(max_seeds=5, plan_seeds=3, spending="pocock"))
+    table = build_table(_records(study))
+    assert build_table(_records(study), race=False).rows[1].cells  # the fixed table has words
+    for row in table.rows:
+        if not row.is_baseline:
+            assert {c.verdict for c in row.cells.values()} <= {NO_LOOK, None}
+            assert any(c.verdict == NO_LOOK for c in row.cells.values())
 
 
 def test_a_study_without_a_race_design_keeps_its_fixed_table(sqlite_url: str) -> None:
