@@ -132,13 +132,13 @@ def status_line(state: RaceState) -> str:
     parts = []
     for arm in state.arms.values():
         if arm.reason is None:
-            parts.append(f"{arm.arm} racing")
+            parts.append(f"{arm.arm} racing ({arm.seeds} seeds)")
         else:
-            parts.append(f"{arm.arm} {arm.reason} at look {arm.look}")
+            parts.append(f"{arm.arm} {arm.reason} at look {arm.look} ({arm.seeds} seeds)")
     return (
         f"race look {look}, next {state.seeds} seeds: "
         + ", ".join(parts)
-        + f"; {state.trials_run}/{state.fixed_trials} cells"
+        + f"; {state.trials_run} of a fixed design's {state.fixed_trials} cells run"
     )
 
 
