@@ -110,6 +110,12 @@ def round_cells(state: RaceState, plan: Plan, arms: space.Arms) -> list[tuple[st
     return [(arm, seed) for seed in range(state.seeds) for arm in order]
 
 
+def race_cells(study: optuna.Study) -> set[tuple[str, int]]:
+    """Every arm x seed cell the study holds a trial of."""
+    found = (read_cell(t) for t in study.get_trials(deepcopy=False))
+    return {(cell.arm, cell.seed) for cell in found if cell is not None and cell.seed is not None}
+
+
 def enqueue_round(
     study: optuna.Study, state: RaceState, plan: Plan, arms: space.Arms
 ) -> list[tuple[str, int]]:
