@@ -434,8 +434,9 @@ def _race(launch: Launch, storage: optuna.storages.RDBStorage, study: optuna.Stu
     def execute(state: race.RaceState) -> int:
         nonlocal started
         started = started or _start_ray(launch.args.address)
-        cells = race.round_cells(state, launch.plan, launch.arms)
-        return _execute(launch, storage, study, (set(cells), race.status_line(state)))
+        # The progress counts every cell the race has run or queued, earlier rounds' too.
+        cells = set(race.round_cells(state, launch.plan, launch.arms)) | race.race_cells(study)
+        return _execute(launch, storage, study, (cells, race.status_line(state)))
 
     try:
         return race.run_race(

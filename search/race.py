@@ -111,6 +111,12 @@ def round_cells(state: RaceState, plan: Plan, arms: Arms) -> list[tuple[str, int
     return [(arm, seed) for seed in range(state.seeds) for arm in order]
 
 
+def race_cells(study: optuna.Study) -> set[tuple[str, int]]:
+    """Every arm x seed cell the study holds a trial of."""
+    found = (read_cell(t) for t in study.get_trials(deepcopy=False))
+    return {(cell.arm, cell.seed) for cell in found if cell is not None and cell.seed is not None}
+
+
 def enqueue_round(
     study: optuna.Study, state: RaceState, plan: Plan, arms: Arms
 ) -> list[tuple[str, int]]:
@@ -132,13 +138,13 @@ def status_line(state: RaceState) -> str:
     parts = []
     for arm in state.arms.values():
         if arm.reason is None:
-            parts.append(f"{arm.arm} racing")
+            parts.append(f"{arm.arm} racing ({arm.seeds} seeds)")
         else:
-            parts.append(f"{arm.arm} {arm.reason} at look {arm.look}")
+            parts.append(f"{arm.arm} {arm.reason} at look {arm.look} ({arm.seeds} seeds)")
     return (
         f"race look {look}, next {state.seeds} seeds: "
         + ", ".join(parts)
-        + f"; {state.trials_run}/{state.fixed_trials} cells"
+        + f"; {state.trials_run} of a fixed design's {state.fixed_trials} cells run"
     )
 
 

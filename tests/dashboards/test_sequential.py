@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -26,8 +27,10 @@ from dashboards.sequential import (
     spent,
 )
 from dashboards.verdicts import paired_interval, verdict_kind
+from search.race import run_race
 from storage.study_records import (
     RaceDesign,
+    read_cell,
     read_race_design,
     read_reference,
     read_study_record,
@@ -281,3 +284,45 @@ def test_a_study_without_a_race_design_keeps_its_fixed_table(sqlite_url: str) ->
     assert read_race_design(study) is None
     table = build_table(_records(study))
     assert table.sequential is None and "group-sequential" not in table.legend()
+
+
+# --- the launcher's rounds (search.race) on a stored study, the trials written as the service does -
+
+
+def test_rounds_go_only_to_undecided_arms_and_a_relaunch_adds_nothing(sqlite_url: str) -> None:
+    study = write_study(sqlite_url, "race", ARMS, seeds=3, baseline="base")
+    design = RaceDesign(max_seeds=4, plan_seeds=3, spending="pocock")
+    write_race_design(study, design)
+    plan = SimpleNamespace(baseline="base", trials_per_cell=1)
+    arms = SimpleNamespace(labels=[a.label for a in ARMS])
+    queued: list[set[tuple[str, int]]] = []
+
+    def execute(state: object) -> int:
+        """The scheduler's part: every queued cell runs (its fixture trial lands) once."""
+        storage = study._storage
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        cells = {(read_cell(t).arm, read_cell(t).seed) for t in waiting}
+        queued.append(cells)
+        for trial in waiting:  # claimed and replaced by the finished trial of the same cell
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.RUNNING)
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        for seed in sorted({s for _, s in cells}):
+            add_seeds(
+                study, ARMS, range(seed, seed + 1), 4, only=tuple(a for a, s in cells if s == seed)
+            )
+        return 0
+
+    said: list[str] = []
+    assert run_race(study, plan, arms, design, execute, say=said.append) == 0
+    assert queued and all(arm != "broken" for cells in queued for arm, _ in cells)
+    for cells in queued:  # the baseline runs every seed an arm runs
+        assert {s for a, s in cells if a == "copy"} <= {s for a, s in cells if a == "base"}
+    final = replay_race(_records(study), design)
+    assert final.finished and final.arms["broken"].reason == DECIDED
+    assert final.arms["copy"].reason in (DECIDED, MAX_SEEDS)
+    assert any("stopped at look 1 (decided)" in line for line in said)
+
+    # A relaunch replays the finished race: no round, nothing queued.
+    again: list[object] = []
+    assert run_race(study, plan, arms, design, lambda s: again.append(s) or 0, say=said.append) == 0
+    assert again == [] and not study.get_trials(states=(optuna.trial.TrialState.WAITING,))

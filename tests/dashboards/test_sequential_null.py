@@ -80,5 +80,8 @@ def _null_races() -> None:
         false += any(verdict_kind(w) in ("better", "worse") for w in words)
         looks.append(len(state.looks))
     low, high = proportion_confint(false, STUDIES, alpha=0.05, method="wilson")
+    print(
+        f"null races: {false}/{STUDIES} studies with a false better/worse [{low:.3f}, {high:.3f}]"
+    )
     assert high <= 0.05, (false, low, high)  # the Wilson 95% upper bound
     assert max(looks) >= 3  # the races did look several times
