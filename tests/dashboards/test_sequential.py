@@ -29,7 +29,9 @@ from dashboards.sequential import (
 from dashboards.verdicts import paired_interval, verdict_kind
 from search.race import run_race
 from storage.study_records import (
+    Cell,
     RaceDesign,
+    enqueue_cell,
     read_cell,
     read_race_design,
     read_reference,
@@ -326,3 +328,14 @@ def test_rounds_go_only_to_undecided_arms_and_a_relaunch_adds_nothing(sqlite_url
     again: list[object] = []
     assert run_race(study, plan, arms, design, lambda s: again.append(s) or 0, say=said.append) == 0
     assert again == [] and not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_a_cell_with_a_trial_still_queued_is_not_in_a_look(sqlite_url: str) -> None:
+    study = write_study(sqlite_url, "queued", ARMS, seeds=3, baseline="base")
+    design = RaceDesign(max_seeds=5, plan_seeds=3, spending="pocock")
+    write_race_design(study, design)
+    assert len(replay_race(_records(study), design).looks) == 1
+    # Another trial of a finished cell is queued (a relaunch, a second launcher): until it
+    # lands, the look that would use that cell waits, so a replay never recomputes it.
+    enqueue_cell(study, Cell("broken", 2))
+    assert replay_race(_records(study), design).looks == []
