@@ -147,6 +147,10 @@ class ReferenceRow:
     values: dict[str, float | None]
 
 
+# The interval rule at the look's level, not at 95%.
+_RACE_METHOD = METHOD.replace("95% interval: ", "interval: ")
+
+
 @dataclass(frozen=True)
 class AblationTable:
     study: str
@@ -174,7 +178,7 @@ class AblationTable:
                 f"{self.sequential}; each arm's row is its last look: mean ± sample std over the "
                 f"seeds that look used, shared with the {base} (one trial per arm x seed: the one "
                 f"with the best final dev signal; pruned trials never count); Δ [interval]: the "
-                f"paired interval at 1 - alpha_k of that look ({METHOD}{basis}; a repeated "
+                f"paired interval at 1 - alpha_k of that look ({_RACE_METHOD}{basis}; a repeated "
                 f"confidence interval, jointly valid over the looks by the same union bound, not "
                 f"adjusted for the arms of a look); verdict: better/worse when the Holm-adjusted p "
                 f"over that look's difference tests (arms closed earlier at p = 1) is below its "

@@ -202,12 +202,17 @@ def _union(distributions: list[BaseDistribution]) -> BaseDistribution:
 
 
 def forest_plot(table: AblationTable) -> Figure:
-    """Per column, each arm's paired difference to the baseline with its 95% interval.
+    """Per column, each arm's paired difference to the baseline with its 95% interval (in a race,
+    its interval at its last look's alpha_k).
 
     The grey band is the ROPE; the marker colour is the verdict (green better, red worse, blue
     equivalent, grey inconclusive or pruned).
     """
     title = "Paired differences vs the baseline (95% intervals)"
+    if table.sequential:
+        title = (
+            "Paired differences vs the baseline (intervals at each arm's last look, 1 - alpha_k)"
+        )
     rows = [r for r in table.rows if not r.is_baseline]
     points = [
         (column, row.arm, row.cells[column])
