@@ -135,10 +135,15 @@ def load_records(study_name: str, url: str | None = None) -> ReportedStudy:
             f"study '{study_name}' is not in {redact(url)} (studies there: {known}); "
             "check --study and --storage"
         ) from None
+    return reported_study(study, redact(url))
+
+
+def reported_study(study: optuna.Study, storage_label: str = "") -> ReportedStudy:
+    """An open study as the report reads it (its records and trials, read now)."""
     record = read_study_record(study)
     return ReportedStudy(
         study=study,
-        storage_label=redact(url),
+        storage_label=storage_label,
         plan=record.plan,
         skipped_arms=record.skipped_arms,
         preset=record.preset,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import optuna
 
-from dashboards.records import ReportedStudy
+from dashboards.records import reported_study
 from dashboards.sequential import SPENDINGS, RaceState, look_levels, method, replay_race
 from dashboards.verdicts import Rope
 from objectives.errors import AblationError
@@ -28,8 +28,6 @@ from storage.study_records import (
     enqueue_cell,
     read_cell,
     read_race_design,
-    read_reference,
-    read_study_record,
 )
 
 EXIT_FAILED = 1
@@ -85,21 +83,6 @@ def describe(design: RaceDesign) -> str:
         budget.append(f"{design.budget_hours:g} hours")
     return f"  until decided: {method(design.spending)}; looks {looks}" + (
         f"; budget {' or '.join(budget)}" if budget else ""
-    )
-
-
-def records_of(study: optuna.Study, label: str = "") -> ReportedStudy:
-    """The study as the report reads it, from the launcher's own handle."""
-    record = read_study_record(study)
-    return ReportedStudy(
-        study=study,
-        storage_label=label,
-        plan=record.plan,
-        skipped_arms=record.skipped_arms,
-        preset=record.preset,
-        backbone=record.backbone,
-        trials=study.get_trials(deepcopy=False),
-        reference=read_reference(study),
     )
 
 
@@ -162,7 +145,7 @@ def run_race(
     when it is not 0; 1 when a round cannot complete (cells with only failed trials: relaunch)."""
     before: tuple[int, int] | None = None
     while True:
-        state = replay_race(records_of(study), design, rope)
+        state = replay_race(reported_study(study), design, rope)
         for arm in state.arms.values():
             if arm.reason is not None and arm.look == (
                 state.looks[-1].number if state.looks else 0

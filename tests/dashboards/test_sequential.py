@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from dashboards.ablation_table import build_table
-from dashboards.records import ReportedStudy, ReportError
+from dashboards.records import ReportedStudy, ReportError, reported_study
 from dashboards.sequential import (
     BUDGET,
     DECIDED,
@@ -34,8 +34,6 @@ from storage.study_records import (
     enqueue_cell,
     read_cell,
     read_race_design,
-    read_reference,
-    read_study_record,
     write_race_design,
 )
 from tests.study_fixtures import ArmSpec, add_seeds, write_study
@@ -213,17 +211,7 @@ ARMS = (
 
 
 def _records(study: optuna.Study) -> ReportedStudy:
-    record = read_study_record(study)
-    return ReportedStudy(
-        study=study,
-        storage_label="test",
-        plan=record.plan,
-        skipped_arms=[],
-        preset=record.preset,
-        backbone=record.backbone,
-        trials=study.get_trials(deepcopy=False),
-        reference=read_reference(study),
-    )
+    return reported_study(study, "test")
 
 
 def test_a_stored_race_replays_the_same_looks_and_continues_where_it_stopped(
